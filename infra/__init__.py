@@ -1,0 +1,1 @@
+"""The banyan stack program: config, tier presets, capacity math, and the program that wires components."""

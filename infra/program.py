@@ -1,0 +1,49 @@
+"""The stack program: read the stack config, resolve it into a PlatformSpec, build the platform."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from infra.config import parse_config
+from infra.errors import ConfigError
+from infra.spec import PlatformSpec
+from infra.tiers import resolve
+
+
+def read_stack_config() -> tuple[dict[str, Any], frozenset[str]]:
+    """All config the engine handed over, and which keys are secret.
+
+    The language host passes config as PULUMI_CONFIG; the Automation API and the test harness set
+    it in-process. Both are read, in-process values winning, as the SDK's own get_config does.
+    """
+    raw: dict[str, Any] = dict(runtime_config.get_config_env())
+    raw.update(runtime_config.CONFIG.get())
+    secret = set(runtime_config.get_config_secret_keys_env())
+    secret.update(k for k in raw if runtime_config.is_config_secret(k))
+    return raw, frozenset(secret)
+
+
+def load_spec(raw: Mapping[str, Any], *, project: str, stack: str,
+              secret_keys: frozenset[str] = frozenset()) -> PlatformSpec:
+    """Validate and resolve; raises ConfigError (a RunError: no traceback) listing every problem."""
+    config, problems = parse_config(raw)
+    if config is None:
+        raise ConfigError(problems, secret_keys)
+    spec, problems = resolve(config, project=project, stack=stack, secret_keys=secret_keys)
+    if spec is None:
+        raise ConfigError(problems, secret_keys)
+    return spec
+
+
+def main() -> None:
+    raw, secret_keys = read_stack_config()
+    spec = load_spec(raw, project=pulumi.get_project(), stack=pulumi.get_stack(), secret_keys=secret_keys)
+    for warning in spec.warnings:
+        pulumi.log.warn(warning)
+    pulumi.export("tier", spec.tier)
+    pulumi.export("target", spec.target)
+    pulumi.export("connection_budget", spec.budget.arithmetic())

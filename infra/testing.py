@@ -1,0 +1,379 @@
+"""Render a stack under Pulumi's mocks and query what it registered: for our tests and for users' own.
+
+    from infra.testing import render_stack, resolve_output
+    rendering = render_stack("dev", set={"tier": "large"})
+    gateways = rendering.named_like("docker:index/container:Container", "api-gateway-")
+    assert len(gateways) == 10
+
+No Pulumi CLI, engine, Docker or cluster is involved: the program runs in-process against a mock
+resource monitor that records every registration (type, name, parent, inputs as the provider would
+receive them, and resource options).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_in_stack
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+UNKNOWN_SENTINEL = rpc.UNKNOWN
+_SECRET_SIG = rpc._special_secret_sig
+_SIG_KEY = rpc._special_sig_key
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value that travelled as a Pulumi secret. Its repr never shows the value."""
+
+    value: Any
+
+    def __repr__(self) -> str:
+        return "Secret([redacted])"
+
+
+class Unknown:
+    """A value not known until the provider creates the resource (shown as such, never invented)."""
+
+    _instance: Unknown | None = None
+
+    def __new__(cls) -> Unknown:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+UNKNOWN = Unknown()
+
+
+def _decode(value: Any) -> Any:
+    """Wire values -> Python: secrets wrapped in Secret, unknowns as UNKNOWN, whole floats as ints."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return Secret(_decode(value.get("value")))
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value == UNKNOWN_SENTINEL:
+        return UNKNOWN
+    return value
+
+
+def unwrap(value: Any) -> Any:
+    """The same value with every Secret replaced by what it holds."""
+    if isinstance(value, Secret):
+        return unwrap(value.value)
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def walk_plain(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf that is *not* inside a Secret, with its path: where a leaked secret would show."""
+    if isinstance(value, Secret):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from walk_plain(v, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from walk_plain(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+@dataclass
+class RecordedResource:
+    type: str
+    name: str
+    urn: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    protect: bool
+    retain_on_delete: bool
+    depends_on: tuple[str, ...]
+    delete_before_replace: bool
+    ignore_changes: tuple[str, ...]
+    replace_on_changes: tuple[str, ...]
+    aliases: tuple[str, ...]
+    provider: str | None
+    additional_secret_outputs: tuple[str, ...]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plain_inputs(self) -> dict[str, Any]:
+        plain: dict[str, Any] = unwrap(self.inputs)
+        return plain
+
+
+@dataclass
+class Rendering:
+    """Everything one program run registered, in registration order."""
+
+    project: str
+    stack: str
+    resources: list[RecordedResource]
+    stack_outputs: dict[str, Any]
+    log: list[tuple[str, str]]
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named_like(self, type_: str, prefix: str) -> list[RecordedResource]:
+        return [r for r in self.of_type(type_) if r.name.startswith(prefix)]
+
+    def get(self, type_: str, name: str) -> RecordedResource:
+        found = [r for r in self.of_type(type_) if r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources of type {type_} named {name!r}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> RecordedResource:
+        for r in self.resources:
+            if r.urn == urn:
+                return r
+        raise KeyError(urn)
+
+    def children(self, parent: RecordedResource) -> list[RecordedResource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [msg for level, msg in self.log if level == "warning"]
+
+
+def mock_secret_value(name: str) -> str:
+    """The value the mocks give a generated secret: distinctive, so a leak can be searched for."""
+    return "mocksecret" + hashlib.sha256(name.encode()).hexdigest()[:20]
+
+
+class BanyanMocks(pulumi.runtime.Mocks):
+    """Echo inputs as outputs; give generated passwords and keys a distinctive secret-looking value."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.typ.startswith("random:index/random"):
+            state.setdefault("result", mock_secret_value(args.name))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, also keeping each registration's inputs and options as sent."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self._stack_urn = ""
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self._stack_urn = response.urn
+            return response
+        inputs = _decode(json_format.MessageToDict(request.object))
+        self.recorded.append(
+            RecordedResource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent or None,
+                custom=bool(request.custom),
+                inputs=inputs,
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                depends_on=tuple(request.dependencies),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                ignore_changes=tuple(request.ignoreChanges),
+                replace_on_changes=tuple(request.replaceOnChanges),
+                aliases=tuple(str(a) for a in request.aliases),
+                provider=request.provider or None,
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
+            )
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+        outputs = _decode(json_format.MessageToDict(request.outputs))
+        if request.urn == self._stack_urn:
+            self.stack_outputs = outputs
+        else:
+            for r in self.recorded:
+                if r.urn == request.urn:
+                    r.outputs = outputs
+        return super().RegisterResourceOutputs(request)
+
+
+class _LogCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelname.lower(), record.getMessage()))
+
+
+# ---- stack files -----------------------------------------------------------------------------
+
+_SET_KEY = re.compile(r"^(?:banyan:)?([a-z_]+)((?:\.[a-z_]+|\[\d+\])*)$")
+
+
+def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """The `config:` map of Pulumi.<stack>.yaml, as YAML data."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    data = yaml.safe_load(path.read_text()) or {}
+    return dict(data.get("config") or {})
+
+
+def apply_sets(config: Mapping[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
+    """What-if overrides: {"tier": "large", "postgres.replicas": 3, "services[0].instances": 5}.
+
+    String values are read as YAML ("3" -> 3, "true" -> True), as on a command line.
+    """
+    out: dict[str, Any] = json.loads(json.dumps(config))
+    for key, value in sets.items():
+        match = _SET_KEY.match(key)
+        if not match:
+            raise ValueError(
+                f"cannot set {key!r}: expected a key like tier, postgres.replicas or services[0].instances"
+            )
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        top, rest = f"banyan:{match.group(1)}", match.group(2)
+        steps: list[str | int] = [
+            int(s[1:-1]) if s.startswith("[") else s[1:] for s in re.findall(r"\.[a-z_]+|\[\d+\]", rest)
+        ]
+        if not steps:
+            out[top] = value
+            continue
+        node = out.setdefault(top, {} if isinstance(steps[0], str) else [])
+        for step, following in itertools.pairwise(steps):
+            empty: Any = {} if isinstance(following, str) else []
+            node = node[step] if isinstance(step, int) else node.setdefault(step, empty)
+        last = steps[-1]
+        node[last] = value
+    return out
+
+
+def to_engine_config(config: Mapping[str, Any]) -> tuple[dict[str, str], frozenset[str]]:
+    """Stack-file data -> what the engine hands the program: strings, structured values as JSON.
+
+    `secure:` values cannot be decrypted here; they become a stand-in and their key is marked secret.
+    """
+    raw: dict[str, str] = {}
+    secret: set[str] = set()
+
+    def strip_secure(value: Any, key: str) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"secure"}:
+                secret.add(key)
+                return mock_secret_value(key)
+            return {k: strip_secure(v, key) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip_secure(v, key) for v in value]
+        return value
+
+    for key, value in config.items():
+        value = strip_secure(value, key)
+        if isinstance(value, (dict, list)):
+            raw[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            raw[key] = "true" if value else "false"
+        else:
+            raw[key] = str(value)
+    return raw, frozenset(secret)
+
+
+def project_name(project_dir: Path = PROJECT_DIR) -> str:
+    return str(yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"])
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+def render_program(program: Callable[[], None], raw_config: Mapping[str, str], *, project: str, stack: str,
+                   secret_keys: frozenset[str] = frozenset(), preview: bool = False,
+                   mocks: pulumi.runtime.Mocks | None = None) -> Rendering:
+    """Run `program` under mocks in a fresh event loop and return what it registered."""
+    monitor = RecordingMonitor(mocks or BanyanMocks())
+    collector = _LogCollector()
+    logger = logging.getLogger(f"banyan.testing.{stack}")
+    logger.propagate = False
+    logger.handlers[:] = [collector]
+    logger.setLevel(logging.INFO)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        settings.ROOT.set(None)
+        settings.configure(
+            pulumi_mocks.MockSettings(
+                monitor=monitor,
+                monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
+                engine=pulumi_mocks.MockEngine(logger),
+                project=project,
+                stack=stack,
+                dry_run=preview,
+                organization="organization",
+                callbacks=None,
+            )
+        )
+        set_all_config(dict(raw_config), sorted(secret_keys))
+        loop.run_until_complete(run_in_stack(program))
+    finally:
+        set_all_config({}, [])
+        settings.ROOT.set(None)
+        loop.close()
+        asyncio.set_event_loop(None)
+    return Rendering(project, stack, monitor.recorded, monitor.stack_outputs, collector.records)
+
+
+def render_stack(stack: str, *, set: Mapping[str, Any] | None = None,
+                 project_dir: Path = PROJECT_DIR, preview: bool = False,
+                 program: Callable[[], None] | None = None) -> Rendering:
+    """Render Pulumi.<stack>.yaml (plus what-if overrides) through the real stack program under mocks."""
+    config = apply_sets(read_stack_file(stack, project_dir), set or {})
+    raw, secret_keys = to_engine_config(config)
+    if program is None:
+        from infra.program import main
+
+        program = main
+    return render_program(program, raw, project=project_name(project_dir), stack=stack,
+                          secret_keys=secret_keys, preview=preview)
+
+
+def resolve_output(output: Any) -> Any:
+    """The plain value of an Output (or any input), for use inside a mocked program.
+
+    Fails, instead of guessing, when the value is unknown (as it would be during a preview).
+    """
+    from pulumi.runtime.sync_await import _sync_await
+
+    out = pulumi.Output.from_input(output)
+    if not _sync_await(out.is_known()):
+        raise ValueError("the output is unknown until the resource is created")
+    return _sync_await(out.future())

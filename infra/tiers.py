@@ -1,0 +1,468 @@
+"""Tier presets from the guide's resource planning table, and resolving tier + overrides into one PlatformSpec.
+
+Where each number comes from:
+- Instance and node counts: the guide's "Resource Planning" table, value for value. Where the table
+  says "10+", "20+" or "5+", the preset takes the lower bound; "Cluster" for PostgreSQL at the large
+  tier is read as 1 primary + 3 replicas (an HA cluster that survives losing the primary and still
+  serves reads from two replicas); a "6+ node cluster" for Redis is 3 masters with 1 replica each.
+- Gateway and service limits (2 CPU / 2 GiB) and reservations (1 CPU / 1 GiB) at medium and large:
+  the guide's Docker Swarm example. Small halves them so the whole small tier fits one dev host
+  (2 gateways + 3 instances per service).
+- PostgreSQL, RabbitMQ, Redis and Nginx: the guide gives no numbers; these are our sizing. Stateful
+  parts request the memory they are limited to (Kubernetes QoS "Guaranteed" memory: the data tier is
+  never the first to be evicted).
+- Autoscaler bounds: the minimum is the tier's count; the maximum is the next tier's count (the load
+  at which the guide would move up a tier), and twice the count at the large tier (the guide's 2x
+  headroom). Targets 70 % CPU and 80 % memory: the guide's HorizontalPodAutoscaler example.
+- Prefetch by workload kind: the lower end of the guide's ranges (CPU-bound 1-2, I/O-bound 10-20,
+  memory-bound 1-5); pool max is the upper end of the range, capped at the guide's pool max 10: a
+  handler holds at most one connection per in-flight message, so a larger pool only idles against
+  the connection budget. Pool min 2 and idle 30 s: the guide's pool example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal, TypeVar
+
+from infra import capacity
+from infra.config import (
+    AutoscalingOverride,
+    PoolOverride,
+    ResourcesOverride,
+    ServiceConfig,
+    StackConfig,
+    Workload,
+)
+from infra.errors import ConfigProblem
+from infra.spec import (
+    AutoscalingSpec,
+    BudgetLine,
+    CircuitBreakerSpec,
+    GatewaySpec,
+    KubernetesSpec,
+    NginxSpec,
+    PlatformSpec,
+    PoolSpec,
+    PostgresSpec,
+    RabbitMQSpec,
+    RateLimitSpec,
+    RedisSpec,
+    Resources,
+    ResourceSpec,
+    ServiceSpec,
+)
+
+Part = Literal["gateway", "service", "postgres", "rabbitmq", "redis", "nginx"]
+Kind = Literal["cpu", "io", "memory"]
+
+
+def _r(cpu_millis: int, memory_mib: int) -> Resources:
+    return Resources(cpu_millis=cpu_millis, memory_mib=memory_mib)
+
+
+def _rs(limits: Resources, requests: Resources) -> ResourceSpec:
+    return ResourceSpec(limits=limits, requests=requests)
+
+
+@dataclass(frozen=True)
+class TierPreset:
+    gateway_instances: int
+    service_instances: int
+    postgres_replicas: int
+    rabbitmq_nodes: int
+    redis_nodes: int
+    redis_replicas_per_master: int
+    nginx_instances: int
+    gateway_max: int
+    service_max: int
+    resources: Mapping[Part, ResourceSpec]
+    storage_gib: Mapping[Literal["postgres", "rabbitmq", "redis"], int]
+
+
+_GUIDE_APP = _rs(_r(2000, 2048), _r(1000, 1024))  # the guide's Swarm example
+_SMALL_APP = _rs(_r(1000, 1024), _r(500, 512))
+
+TIERS: Mapping[str, TierPreset] = MappingProxyType(
+    {
+        "small": TierPreset(
+            gateway_instances=2,
+            service_instances=3,
+            postgres_replicas=0,
+            rabbitmq_nodes=1,
+            redis_nodes=1,
+            redis_replicas_per_master=0,
+            nginx_instances=1,
+            gateway_max=5,
+            service_max=10,
+            resources=MappingProxyType(
+                {
+                    "gateway": _SMALL_APP,
+                    "service": _SMALL_APP,
+                    "postgres": _rs(_r(1000, 1024), _r(500, 1024)),
+                    "rabbitmq": _rs(_r(1000, 1024), _r(250, 1024)),
+                    "redis": _rs(_r(500, 512), _r(100, 512)),
+                    "nginx": _rs(_r(500, 256), _r(100, 128)),
+                }
+            ),
+            storage_gib=MappingProxyType({"postgres": 10, "rabbitmq": 5, "redis": 2}),
+        ),
+        "medium": TierPreset(
+            gateway_instances=5,
+            service_instances=10,
+            postgres_replicas=2,
+            rabbitmq_nodes=3,
+            redis_nodes=3,
+            redis_replicas_per_master=0,
+            nginx_instances=2,
+            gateway_max=10,
+            service_max=20,
+            resources=MappingProxyType(
+                {
+                    "gateway": _GUIDE_APP,
+                    "service": _GUIDE_APP,
+                    "postgres": _rs(_r(2000, 4096), _r(1000, 4096)),
+                    "rabbitmq": _rs(_r(2000, 2048), _r(500, 2048)),
+                    "redis": _rs(_r(1000, 1024), _r(250, 1024)),
+                    "nginx": _rs(_r(1000, 512), _r(250, 256)),
+                }
+            ),
+            storage_gib=MappingProxyType({"postgres": 50, "rabbitmq": 20, "redis": 5}),
+        ),
+        "large": TierPreset(
+            gateway_instances=10,
+            service_instances=20,
+            postgres_replicas=3,
+            rabbitmq_nodes=5,
+            redis_nodes=6,
+            redis_replicas_per_master=1,
+            nginx_instances=3,
+            gateway_max=20,
+            service_max=40,
+            resources=MappingProxyType(
+                {
+                    "gateway": _GUIDE_APP,
+                    "service": _GUIDE_APP,
+                    "postgres": _rs(_r(4000, 8192), _r(2000, 8192)),
+                    "rabbitmq": _rs(_r(2000, 4096), _r(1000, 4096)),
+                    "redis": _rs(_r(2000, 2048), _r(500, 2048)),
+                    "nginx": _rs(_r(2000, 1024), _r(500, 512)),
+                }
+            ),
+            storage_gib=MappingProxyType({"postgres": 200, "rabbitmq": 50, "redis": 10}),
+        ),
+    }
+)
+
+HPA_CPU_PERCENT = 70
+HPA_MEMORY_PERCENT = 80
+
+# The guide's prefetch guidelines, as (low, high) per workload kind.
+PREFETCH_RANGE: Mapping[Kind, tuple[int, int]] = MappingProxyType({"cpu": (1, 2), "io": (10, 20), "memory": (1, 5)})
+GUIDE_POOL_MAX = 10
+POOL = MappingProxyType(
+    {kind: PoolSpec(min=min(2, high, GUIDE_POOL_MAX), max=min(high, GUIDE_POOL_MAX), idle_timeout_ms=30_000)
+     for kind, (_, high) in PREFETCH_RANGE.items()}
+)
+# The gateway has no prefetch; when it is a database client it gets the guide's pool as written.
+GATEWAY_POOL = PoolSpec(min=2, max=GUIDE_POOL_MAX, idle_timeout_ms=30_000)
+
+PORTS = MappingProxyType({"postgres": 5432, "rabbitmq": 5672, "rabbitmq_management": 15672,
+                          "redis": 6379, "nginx": 80})
+
+T = TypeVar("T")
+
+
+def _pick(override: T | None, default: T) -> T:
+    return default if override is None else override
+
+
+class _Resolver:
+    """Collects problems while resolving, so the user sees every one of them at once."""
+
+    def __init__(self, config: StackConfig, project: str, stack: str, secret_keys: frozenset[str]) -> None:
+        self.config = config
+        self.project = project
+        self.stack = stack
+        self.secret_keys = secret_keys
+        self.preset = TIERS[config.tier]
+        self.problems: list[ConfigProblem] = []
+        self.warnings: list[str] = []
+
+    def problem(self, key: str, value: object, allowed: str) -> None:
+        self.problems.append(ConfigProblem(f"banyan:{key}", value, allowed))
+
+    def resources(self, key: str, part: Part, override: ResourcesOverride) -> ResourceSpec:
+        base = self.preset.resources[part]
+        limits = Resources(
+            cpu_millis=_pick(override.limits.cpu_millis, base.limits.cpu_millis),
+            memory_mib=_pick(override.limits.memory_mib, base.limits.memory_mib),
+        )
+        requests = Resources(
+            cpu_millis=_pick(override.requests.cpu_millis, min(base.requests.cpu_millis, limits.cpu_millis)),
+            memory_mib=_pick(override.requests.memory_mib, min(base.requests.memory_mib, limits.memory_mib)),
+        )
+        for field in ("cpu_millis", "memory_mib"):
+            req, lim = getattr(requests, field), getattr(limits, field)
+            if req > lim:
+                self.problem(f"{key}.resources.requests.{field}", req,
+                             f"allowed: at most the limit ({lim}); a request above its limit cannot be scheduled")
+        return ResourceSpec(limits=limits, requests=requests)
+
+    def autoscaling(self, key: str, instances: int, tier_max: int, override: AutoscalingOverride) -> AutoscalingSpec:
+        low = _pick(override.min_replicas, instances)
+        high = _pick(override.max_replicas, max(tier_max, low))
+        if low > high:
+            self.problem(f"{key}.autoscaling.min_replicas", low,
+                         f"allowed: at most autoscaling.max_replicas ({high})")
+        if self.config.target == "docker" and override != AutoscalingOverride():
+            self.warnings.append(f"banyan:{key}.autoscaling is ignored on target docker (no autoscaler)")
+        return AutoscalingSpec(
+            enabled=self.config.target == "kubernetes",
+            min_replicas=low,
+            max_replicas=high,
+            cpu_percent=_pick(override.cpu_percent, HPA_CPU_PERCENT),
+            memory_percent=_pick(override.memory_percent, HPA_MEMORY_PERCENT),
+        )
+
+    def pool(self, key: str, base: PoolSpec, override: PoolOverride) -> PoolSpec:
+        pool = PoolSpec(
+            min=_pick(override.min, min(base.min, _pick(override.max, base.max))),
+            max=_pick(override.max, base.max),
+            idle_timeout_ms=_pick(override.idle_timeout_ms, base.idle_timeout_ms),
+        )
+        if pool.min > pool.max:
+            self.problem(f"{key}.pool.min", pool.min, f"allowed: at most pool.max ({pool.max})")
+        return pool
+
+    def _workload_fields(self, key: str, part: Part, cfg: Workload, name: str, port: int,
+                         instances: int, tier_max: int, pool: PoolSpec) -> dict[str, object]:
+        top = key.split("[", 1)[0].split(".", 1)[0]
+        return {
+            "name": name,
+            "image": cfg.image,
+            "command": cfg.command,
+            "port": port,
+            "instances": instances,
+            "autoscaling": self.autoscaling(key, instances, tier_max, cfg.autoscaling),
+            "resources": self.resources(key, part, cfg.resources),
+            "health_path": cfg.health_path,
+            "env": tuple(sorted(cfg.env.items())),
+            "env_secret": f"banyan:{top}" in self.secret_keys,
+            "database_client": cfg.database_client,
+            "pool": self.pool(key, pool, cfg.pool),
+        }
+
+    def gateway(self) -> GatewaySpec:
+        cfg = self.config.gateway
+        instances = self.preset.gateway_instances
+        if cfg.expected_peak_rps is not None:
+            needed = capacity.instances_for_load(cfg.expected_peak_rps, cfg.capacity_rps, cfg.headroom)
+            if cfg.instances is not None and cfg.instances < needed:
+                self.warnings.append(
+                    f"banyan:gateway.instances {cfg.instances} is below the {needed} that "
+                    f"{cfg.expected_peak_rps} req/s needs at {cfg.capacity_rps} req/s each "
+                    f"with {cfg.headroom:g}x headroom"
+                )
+            instances = needed
+        instances = _pick(cfg.instances, instances)
+        return GatewaySpec(
+            **self._workload_fields("gateway", "gateway", cfg, "api-gateway", cfg.port, instances,
+                                    self.preset.gateway_max, GATEWAY_POOL),
+            capacity_rps=cfg.capacity_rps,
+            rate_limit=RateLimitSpec(**cfg.rate_limit.model_dump()),
+            circuit_breaker=CircuitBreakerSpec(**cfg.circuit_breaker.model_dump()),
+        )
+
+    def service(self, index: int, cfg: ServiceConfig) -> ServiceSpec:
+        key = f"services[{index}]"
+        low, high = PREFETCH_RANGE[cfg.workload]
+        prefetch = _pick(cfg.prefetch, low)
+        if not low <= prefetch <= high:
+            self.warnings.append(
+                f"banyan:{key}.prefetch {prefetch} is outside the guide's {low}-{high} "
+                f"for {cfg.workload}-bound handlers"
+            )
+        instances = _pick(cfg.instances, self.preset.service_instances)
+        return ServiceSpec(
+            **self._workload_fields(key, "service", cfg, cfg.name, cfg.port, instances,
+                                    self.preset.service_max, POOL[cfg.workload]),
+            workload=cfg.workload,
+            prefetch=prefetch,
+        )
+
+
+def _postgres_memory(memory_mib: int, max_connections: int) -> dict[str, int]:
+    """The usual starting points: 25 % shared_buffers, 75 % effective cache, 5 % maintenance,
+    and work_mem such that every connection can use one sort buffer within the rest."""
+    shared = max(32, memory_mib // 4)
+    spare_kib = max(0, memory_mib - shared) * 1024 // 2
+    return {
+        "shared_buffers_mib": shared,
+        "effective_cache_size_mib": max(64, memory_mib * 3 // 4),
+        "maintenance_work_mem_mib": max(16, memory_mib // 20),
+        "work_mem_kib": max(64, min(65_536, spare_kib // max(1, max_connections))),
+    }
+
+
+def resolve(config: StackConfig, *, project: str, stack: str,
+            secret_keys: frozenset[str] = frozenset()) -> tuple[PlatformSpec | None, list[ConfigProblem]]:
+    """Tier preset + stack overrides -> one frozen PlatformSpec, or every problem found."""
+    r = _Resolver(config, project, stack, secret_keys)
+    p = r.preset
+    gateway = r.gateway()
+    services = tuple(r.service(i, svc) for i, svc in enumerate(config.services))
+
+    pg_cfg = config.postgres
+    lines = [BudgetLine(client=w.name, max_instances=w.max_instances, pool_max=w.pool.max)
+             for w in (gateway, *services) if w.database_client]
+    budget, derived = capacity.connection_budget(lines, pg_cfg.max_connections)
+    shortfall = capacity.budget_shortfall(budget)
+    if shortfall:
+        r.problem("postgres.max_connections", pg_cfg.max_connections, shortfall)
+    replicas = _pick(pg_cfg.replicas, p.postgres_replicas)
+    pg_res = r.resources("postgres", "postgres", pg_cfg.resources)
+    postgres = PostgresSpec(
+        name="postgres",
+        image=pg_cfg.image,
+        version=pg_cfg.version,
+        port=PORTS["postgres"],
+        replicas=replicas,
+        max_connections=budget.max_connections,
+        max_connections_derived=derived,
+        database=pg_cfg.database,
+        user=pg_cfg.user,
+        replication_user="replicator",
+        storage_gib=_pick(pg_cfg.storage_gib, p.storage_gib["postgres"]),
+        resources=pg_res,
+        # A replica bootstrapping with `pg_basebackup -X stream` holds two senders, one once streaming;
+        # replicas may bootstrap together, and two spare senders leave room for a manual re-seed.
+        max_wal_senders=max(10, 2 * replicas + 2),
+        max_replication_slots=replicas + 2,
+        **_postgres_memory(pg_res.limits.memory_mib, budget.max_connections),
+    )
+
+    mq_cfg = config.rabbitmq
+    nodes = _pick(mq_cfg.nodes, p.rabbitmq_nodes)
+    quorum_supported = tuple(int(x) for x in mq_cfg.version.split(".")) >= (3, 13)
+    queue_type = mq_cfg.default_queue_type
+    if queue_type == "quorum" and not quorum_supported:
+        r.warnings.append(
+            f"banyan:rabbitmq.version {mq_cfg.version} cannot make quorum the default queue type "
+            "(needs 3.13+); clients must declare x-queue-type: quorum themselves"
+        )
+        queue_type = "classic"
+    shape_error = capacity.rabbitmq_shape_error(nodes, mq_cfg.default_queue_type == "quorum", mq_cfg.allow_even_nodes)
+    if shape_error:
+        r.problem("rabbitmq.nodes", nodes, shape_error)
+    if mq_cfg.management_host_port is not None and config.target != "docker":
+        r.warnings.append("banyan:rabbitmq.management_host_port only applies to target docker; ignored")
+    mq_res = r.resources("rabbitmq", "rabbitmq", mq_cfg.resources)
+    rabbitmq = RabbitMQSpec(
+        name="rabbitmq",
+        image=mq_cfg.image,
+        version=mq_cfg.version,
+        nodes=nodes,
+        port=PORTS["rabbitmq"],
+        management_port=PORTS["rabbitmq_management"],
+        management_host_port=mq_cfg.management_host_port if config.target == "docker" else None,
+        persistence=mq_cfg.persistence,
+        default_queue_type=queue_type,
+        storage_gib=_pick(mq_cfg.storage_gib, p.storage_gib["rabbitmq"]),
+        resources=mq_res,
+        # RabbitMQ blocks publishers at this mark; 40 % of the limit is its own default ratio.
+        memory_high_watermark_mib=max(64, mq_res.limits.memory_mib * 2 // 5),
+    )
+
+    rd_cfg = config.redis
+    rd_nodes = _pick(rd_cfg.nodes, p.redis_nodes)
+    rd_replicas = _pick(rd_cfg.replicas_per_master, p.redis_replicas_per_master if rd_cfg.nodes is None
+                        else _default_redis_replicas(rd_nodes))
+    shape = capacity.redis_shape(rd_nodes, rd_replicas)
+    if isinstance(shape, str):
+        if rd_cfg.nodes is not None or rd_cfg.replicas_per_master is None:
+            r.problem("redis.nodes", rd_nodes, shape)
+        else:
+            r.problem("redis.replicas_per_master", rd_replicas, shape)
+        shape = capacity.RedisShape("standalone", 1, 0)
+    rd_res = r.resources("redis", "redis", rd_cfg.resources)
+    redis = RedisSpec(
+        name="redis",
+        image=rd_cfg.image,
+        version=rd_cfg.version,
+        nodes=rd_nodes,
+        mode=shape.mode,
+        masters=shape.masters,
+        replicas_per_master=shape.replicas_per_master,
+        port=PORTS["redis"],
+        bus_port=PORTS["redis"] + 10_000,
+        persistence=rd_cfg.persistence,
+        storage_gib=_pick(rd_cfg.storage_gib, p.storage_gib["redis"]),
+        resources=rd_res,
+        # Leave a quarter of the limit for fork copy-on-write during persistence and client buffers.
+        maxmemory_mib=max(16, rd_res.limits.memory_mib * 3 // 4),
+    )
+
+    ng_cfg = config.nginx
+    ng_instances = _pick(ng_cfg.instances, p.nginx_instances)
+    if config.target == "docker":
+        if ng_cfg.instances is not None and ng_cfg.instances > 1:
+            r.problem("nginx.instances", ng_cfg.instances,
+                      "allowed: 1 on target docker (one host port can be published once)")
+        ng_instances = 1
+    nginx = NginxSpec(
+        name="nginx",
+        image=ng_cfg.image,
+        public_port=ng_cfg.port,
+        listen_port=PORTS["nginx"],
+        instances=ng_instances,
+        keepalive_connections=ng_cfg.keepalive_connections,
+        connect_timeout_s=ng_cfg.connect_timeout_s,
+        read_timeout_s=ng_cfg.read_timeout_s,
+        service_type=ng_cfg.service_type,
+        resources=r.resources("nginx", "nginx", ng_cfg.resources),
+    )
+
+    _check_unique_names(r, gateway, services, postgres, rabbitmq, redis, nginx)
+    if r.problems:
+        return None, r.problems
+    k8s = config.kubernetes
+    return PlatformSpec(
+        project=project,
+        stack=stack,
+        target=config.target,
+        tier=config.tier,
+        protect=config.protect,
+        gateway=gateway,
+        services=services,
+        postgres=postgres,
+        rabbitmq=rabbitmq,
+        redis=redis,
+        nginx=nginx,
+        kubernetes=KubernetesSpec(**k8s.model_dump()),
+        budget=budget,
+        warnings=tuple(r.warnings),
+    ), []
+
+
+def _default_redis_replicas(nodes: int) -> int:
+    """With only `nodes` overridden: one replica per master where that still leaves 3 masters."""
+    return 1 if nodes % 2 == 0 and nodes // 2 >= capacity.REDIS_CLUSTER_MIN_MASTERS else 0
+
+
+def _check_unique_names(r: _Resolver, gateway: GatewaySpec, services: tuple[ServiceSpec, ...],
+                        postgres: PostgresSpec, rabbitmq: RabbitMQSpec, redis: RedisSpec, nginx: NginxSpec) -> None:
+    """Every instance is a host name on the platform network; two parts must never share one."""
+    owners: dict[str, str] = {}
+    parts: list[tuple[str, str, tuple[str, ...]]] = [("gateway", gateway.name, gateway.instance_names)]
+    parts += [(f"services[{i}].name", s.name, (*s.instance_names, s.name)) for i, s in enumerate(services)]
+    parts += [(part.name, part.name, (*part.instance_names, part.name)) for part in (postgres, rabbitmq, redis)]
+    parts.append(("nginx", nginx.name, nginx.instance_names))
+    for key, value, names in parts:
+        for host in names:
+            other = owners.setdefault(host, key)
+            if other != key:
+                r.problem(key, value, f"host name {host!r} is already used by banyan:{other}; choose another name")
+                break
