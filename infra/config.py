@@ -47,6 +47,8 @@ def _check_image(ref: str) -> str:
 
 Image = Annotated[str, AfterValidator(_check_image)]
 Name = Annotated[str, StringConstraints(pattern=DNS_LABEL)]
+# PostgreSQL identifiers that need no quoting anywhere (SQL, connection strings, pg_hba.conf).
+PgIdent = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Count = Annotated[int, Field(ge=1, le=500)]
 Millis = Annotated[int, Field(ge=10, le=256_000)]
@@ -54,155 +56,252 @@ MiB = Annotated[int, Field(ge=16, le=1_048_576)]
 
 
 class Model(BaseModel):
-    """Every config object: unknown keys are an error, values are not silently coerced across types."""
+    """Every config object: unknown keys are an error; each field's docstring is its reference entry."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Amount(Model):
+    """CPU and memory of one instance."""
+
     cpu_millis: Millis | None = None
+    """CPU in thousandths of a core (1000 = one core). Unset: the tier's value."""
     memory_mib: MiB | None = None
+    """Memory in MiB. Unset: the tier's value."""
 
 
 class ResourcesOverride(Model):
     """Overrides of the tier's per-instance limits and requests (reservations on Docker)."""
 
     limits: Amount = Amount()
+    """Hard caps (Docker `--cpus`/`--memory`, Kubernetes limits)."""
     requests: Amount = Amount()
+    """What is reserved (Docker CPU shares and memory reservation, Kubernetes requests)."""
 
 
 class AutoscalingOverride(Model):
-    """Overrides of the tier's HorizontalPodAutoscaler bounds (Kubernetes only)."""
+    """Overrides of the tier's HorizontalPodAutoscaler (Kubernetes only; Docker has no autoscaler)."""
 
     min_replicas: Count | None = None
+    """Fewest replicas. Unset: the instance count."""
     max_replicas: Count | None = None
+    """Most replicas; the connection budget plans for this many. Unset: the next tier's count (large: 2x)."""
     cpu_percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    """Target average CPU utilisation. Unset: 70 (the guide)."""
     memory_percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    """Target average memory utilisation. Unset: 80 (the guide)."""
 
 
 class PoolOverride(Model):
-    """Database connection pool of each instance (the guide: min 2, max 10, idle 30 s)."""
+    """Database connection pool of each instance."""
 
     min: Annotated[int, Field(ge=0, le=1000)] | None = None
+    """Connections kept open. Unset: 2 (the guide), at most max."""
     max: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Most connections per instance. Unset: by workload kind (cpu 2, io 10, memory 5; gateway 10)."""
     idle_timeout_ms: Annotated[int, Field(ge=1000, le=3_600_000)] | None = None
+    """Close idle connections after this long. Unset: 30000 (the guide)."""
 
 
 class Workload(Model):
     """What the gateway and every business service share."""
 
     image: Image
+    """Container image, pinned to a tag (never `latest`), optionally with `@sha256:` digest."""
     command: tuple[str, ...] | None = None
+    """Command overriding the image's (e.g. for the placeholder images)."""
     instances: Count | None = None
+    """Instance count (Kubernetes: the autoscaler's minimum). Unset: the tier's count."""
     health_path: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = "/health"
+    """HTTP path that answers 2xx when an instance is ready."""
     env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str] = {}
+    """Extra environment variables. Mark the key secret (`pulumi config set --secret --path`) for secret values."""
     resources: ResourcesOverride = ResourcesOverride()
+    """Per-instance limits and requests; see `resources`."""
     autoscaling: AutoscalingOverride = AutoscalingOverride()
+    """Autoscaler bounds; see `autoscaling`."""
     pool: PoolOverride = PoolOverride()
+    """Database pool per instance; see `pool`."""
     database_client: bool = True
+    """Whether instances open PostgreSQL connections (counted in the connection budget)."""
 
 
 class ServiceConfig(Workload):
+    """One business service (a competing consumer of its RabbitMQ queues)."""
+
     name: Name
+    """Service name, a DNS label; instances are `<name>-1`, `<name>-2`, ..."""
     port: Port = 3000
+    """Port the service listens on (health checks and internal HTTP)."""
     workload: WorkloadKind = "io"
+    """cpu, io or memory: picks prefetch and pool defaults (the guide's prefetch guidelines)."""
     prefetch: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """RabbitMQ prefetch per instance. Unset: cpu 1, io 10, memory 1."""
 
 
 class RateLimitConfig(Model):
+    """The gateway's rate limit, shared across instances."""
+
     store: Literal["redis", "memory"] = "redis"
+    """Where counters live: redis (shared by all instances) or memory (per instance)."""
     max: Annotated[int, Field(ge=1)] = 100
+    """Requests allowed per window and client."""
     window_ms: Annotated[int, Field(ge=1000)] = 60_000
+    """Window length in milliseconds."""
 
 
 class CircuitBreakerConfig(Model):
+    """The gateway's circuit breaker towards services."""
+
     failure_threshold: Annotated[int, Field(ge=1)] = 5
+    """Failures that open the circuit."""
     success_threshold: Annotated[int, Field(ge=1)] = 2
+    """Successes (half-open) that close it again."""
     recovery_timeout_ms: Annotated[int, Field(ge=100)] = 30_000
+    """Time open before trying again, in milliseconds."""
 
 
 class GatewayConfig(Workload):
+    """The API gateway behind Nginx."""
+
     port: Port = 3003
-    # The guide's example measures one gateway instance at 1000 req/s.
+    """Port the gateway listens on (the guide's Nginx upstream uses 3003)."""
     capacity_rps: Annotated[int, Field(ge=1)] = 1000
+    """Measured requests/s one instance serves (the guide's example: 1000)."""
     expected_peak_rps: Annotated[int, Field(ge=1)] | None = None
+    """Expected peak load; when set, instances = ceil(peak / capacity x headroom)."""
     headroom: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    """Multiplier for peaks and failures (the guide: 1.5-2x)."""
     rate_limit: RateLimitConfig = RateLimitConfig()
+    """See `gateway.rate_limit`."""
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
-    # The gateway talks to services over the bus; it needs a pool only if told so.
+    """See `gateway.circuit_breaker`."""
     database_client: bool = False
+    """Whether gateway instances open PostgreSQL connections (they talk to services over the bus)."""
 
 
 class PostgresConfig(Model):
+    """PostgreSQL: one primary and streaming read replicas."""
+
     image: Image = "postgres:16.9-alpine"
-    # Major version of the server in `image`: renderers emit only settings that version reads.
+    """Official postgres image, pinned."""
     version: Annotated[int, Field(ge=13, le=18)] = 16
+    """Major version of the server in `image`: config files carry only settings it reads."""
     replicas: Annotated[int, Field(ge=0, le=15)] | None = None
+    """Read replicas. Unset: small 0, medium 2, large 3."""
     max_connections: Annotated[int, Field(ge=10, le=10_000)] | None = None
-    database: Name = "banyan"
-    user: Name = "banyan"
+    """Server limit. Unset: derived so every client's pool stays under 80 % of it; too low is an error."""
+    database: PgIdent = "banyan"
+    """Database the services use."""
+    user: PgIdent = "banyan"
+    """Role the services log in as (its password is generated)."""
     storage_gib: Annotated[int, Field(ge=1, le=65_536)] | None = None
-    pool: PoolOverride = PoolOverride()
+    """Volume size per instance (Kubernetes). Unset: small 10, medium 50, large 200."""
     resources: ResourcesOverride = ResourcesOverride()
+    """Per-instance limits and requests; see `resources`."""
 
 
 class RabbitMQConfig(Model):
+    """RabbitMQ: a cluster of nodes, quorum queues by default."""
+
     image: Image = "rabbitmq:3.13.7-management-alpine"
-    # "major.minor" of the server in `image`: quorum-by-default needs 3.13 or later.
+    """Official rabbitmq image with the management plugin, pinned."""
     version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+$")] = "3.13"
+    """`major.minor` of the server in `image`: quorum as the default queue type needs 3.13+."""
     nodes: Count | None = None
+    """Cluster nodes. Unset: small 1, medium 3, large 5."""
     persistence: bool = True
+    """Keep node data (queues, messages) on a volume per node."""
     allow_even_nodes: bool = False
+    """Accept an even node count (no gain in fault tolerance for quorum queues)."""
     default_queue_type: Literal["quorum", "classic"] = "quorum"
-    # Dev only: publish the management UI on the host's loopback at this port.
+    """Queue type for queues declared without one."""
     management_host_port: Port | None = None
+    """Docker only: publish node 1's management UI on the host's 127.0.0.1 at this port."""
     storage_gib: Annotated[int, Field(ge=1, le=65_536)] | None = None
+    """Volume size per node (Kubernetes). Unset: small 5, medium 20, large 50."""
     resources: ResourcesOverride = ResourcesOverride()
+    """Per-node limits and requests; see `resources`."""
 
 
 class RedisConfig(Model):
+    """Redis: a standalone server (1 node) or a Redis Cluster."""
+
     image: Image = "redis:7.4.2-alpine"
+    """Official redis image, pinned."""
     version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+$")] = "7.4"
+    """`major.minor` of the server in `image`: config files carry only settings it reads."""
     nodes: Count | None = None
+    """Nodes: 1 (standalone) or masters x (1 + replicas_per_master) with 3+ masters. Unset: 1, 3, 6."""
     replicas_per_master: Annotated[int, Field(ge=0, le=5)] | None = None
+    """Replicas of each master. Unset: small 0, medium 0, large 1."""
     persistence: bool = True
+    """Append-only file on the node's volume (data and nodes.conf survive restarts)."""
     storage_gib: Annotated[int, Field(ge=1, le=65_536)] | None = None
+    """Volume size per node (Kubernetes). Unset: small 2, medium 5, large 10."""
     resources: ResourcesOverride = ResourcesOverride()
+    """Per-node limits and requests; see `resources`."""
 
 
 class NginxConfig(Model):
+    """Nginx, the load balancer in front of the gateway and the platform's only public port."""
+
     image: Image = "nginx:1.27.3-alpine"
-    # Host port the load balancer publishes (Docker) or the Service port (Kubernetes).
+    """Official nginx image, pinned."""
     port: Port = 8080
+    """Public port: published on the Docker host, or the Kubernetes Service port."""
     instances: Count | None = None
+    """Nginx instances (Docker: always 1). Unset: small 1, medium 2, large 3 on Kubernetes."""
     keepalive_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
+    """Idle keep-alive connections to the gateways, per Nginx worker."""
     connect_timeout_s: Annotated[int, Field(ge=1, le=300)] = 5
+    """Seconds to connect to a gateway before trying the next."""
     read_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60
+    """Seconds between two reads from a gateway."""
     service_type: Literal["LoadBalancer", "NodePort", "ClusterIP"] = "LoadBalancer"
+    """Kubernetes Service type in front of Nginx."""
     resources: ResourcesOverride = ResourcesOverride()
+    """Per-instance limits and requests; see `resources`."""
 
 
 class KubernetesConfig(Model):
+    """Kubernetes target settings."""
+
     namespace: Name = "banyan"
+    """Namespace the stack owns; everything is created in it."""
     kubeconfig: str | None = None
+    """Path to a kubeconfig. Unset: the provider's default (KUBECONFIG, ~/.kube/config)."""
     context: str | None = None
+    """kubeconfig context. Unset: the current context."""
     install_operators: bool = True
+    """Install the CloudNativePG and RabbitMQ operators (Helm, pinned); false where the cluster runs them."""
     storage_class: str | None = None
+    """StorageClass for volumes. Unset: the cluster's default."""
 
 
 class StackConfig(Model):
     """The whole `banyan:*` namespace of a stack file."""
 
     target: Target
+    """docker (one host, pulumi-docker) or kubernetes (pulumi-kubernetes)."""
     tier: TierName
+    """small, medium or large: the guide's resource planning table."""
     protect: bool = False
+    """Protect stateful resources (volumes, database and broker clusters) from deletion."""
     services: Annotated[tuple[ServiceConfig, ...], Field(min_length=1)]
+    """The business services; see `services[]`."""
     gateway: GatewayConfig
+    """See `gateway`."""
     postgres: PostgresConfig = PostgresConfig()
+    """See `postgres`."""
     rabbitmq: RabbitMQConfig = RabbitMQConfig()
+    """See `rabbitmq`."""
     redis: RedisConfig = RedisConfig()
+    """See `redis`."""
     nginx: NginxConfig = NginxConfig()
+    """See `nginx`."""
     kubernetes: KubernetesConfig = KubernetesConfig()
+    """See `kubernetes`."""
 
     @field_validator("services")
     @classmethod

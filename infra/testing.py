@@ -241,7 +241,7 @@ class _LogCollector(logging.Handler):
 
 # ---- stack files -----------------------------------------------------------------------------
 
-_SET_KEY = re.compile(r"^(?:banyan:)?([a-z_]+)((?:\.[a-z_]+|\[\d+\])*)$")
+_SET_KEY = re.compile(r"^(?:banyan:)?([a-z_]+)((?:\.[a-z_]+|\.\d+|\[\d+\])*)$")
 
 
 def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
@@ -252,7 +252,8 @@ def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, An
 
 
 def apply_sets(config: Mapping[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
-    """What-if overrides: {"tier": "large", "postgres.replicas": 3, "services[0].instances": 5}.
+    """What-if overrides: {"tier": "large", "postgres.replicas": 3, "services[0].instances": 5}
+    (`services.0.instances` works too).
 
     String values are read as YAML ("3" -> 3, "true" -> True), as on a command line.
     """
@@ -267,7 +268,8 @@ def apply_sets(config: Mapping[str, Any], sets: Mapping[str, Any]) -> dict[str, 
             value = yaml.safe_load(value)
         top, rest = f"banyan:{match.group(1)}", match.group(2)
         steps: list[str | int] = [
-            int(s[1:-1]) if s.startswith("[") else s[1:] for s in re.findall(r"\.[a-z_]+|\[\d+\]", rest)
+            int(s.strip(".[]")) if s.strip(".[]").isdigit() else s[1:]
+            for s in re.findall(r"\.[a-z_]+|\.\d+|\[\d+\]", rest)
         ]
         if not steps:
             out[top] = value

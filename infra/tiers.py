@@ -36,6 +36,7 @@ from infra.config import (
     StackConfig,
     Workload,
 )
+from infra.contract import RESERVED as RESERVED_ENV
 from infra.errors import ConfigProblem
 from infra.spec import (
     AutoscalingSpec,
@@ -240,6 +241,9 @@ class _Resolver:
     def _workload_fields(self, key: str, part: Part, cfg: Workload, name: str, port: int,
                          instances: int, tier_max: int, pool: PoolSpec) -> dict[str, object]:
         top = key.split("[", 1)[0].split(".", 1)[0]
+        for env_name in sorted(set(cfg.env) & RESERVED_ENV):
+            self.problem(f"{key}.env.{env_name}", cfg.env[env_name],
+                         "this variable is set by banyan (README, \"Environment contract\"); choose another name")
         return {
             "name": name,
             "image": cfg.image,
@@ -378,8 +382,7 @@ def resolve(config: StackConfig, *, project: str, stack: str,
 
     rd_cfg = config.redis
     rd_nodes = _pick(rd_cfg.nodes, p.redis_nodes)
-    rd_replicas = _pick(rd_cfg.replicas_per_master, p.redis_replicas_per_master if rd_cfg.nodes is None
-                        else _default_redis_replicas(rd_nodes))
+    rd_replicas = _pick(rd_cfg.replicas_per_master, p.redis_replicas_per_master)
     shape = capacity.redis_shape(rd_nodes, rd_replicas)
     if isinstance(shape, str):
         if rd_cfg.nodes is not None or rd_cfg.replicas_per_master is None:
@@ -447,19 +450,17 @@ def resolve(config: StackConfig, *, project: str, stack: str,
     ), []
 
 
-def _default_redis_replicas(nodes: int) -> int:
-    """With only `nodes` overridden: one replica per master where that still leaves 3 masters."""
-    return 1 if nodes % 2 == 0 and nodes // 2 >= capacity.REDIS_CLUSTER_MIN_MASTERS else 0
-
-
 def _check_unique_names(r: _Resolver, gateway: GatewaySpec, services: tuple[ServiceSpec, ...],
                         postgres: PostgresSpec, rabbitmq: RabbitMQSpec, redis: RedisSpec, nginx: NginxSpec) -> None:
     """Every instance is a host name on the platform network; two parts must never share one."""
     owners: dict[str, str] = {}
-    parts: list[tuple[str, str, tuple[str, ...]]] = [("gateway", gateway.name, gateway.instance_names)]
-    parts += [(f"services[{i}].name", s.name, (*s.instance_names, s.name)) for i, s in enumerate(services)]
-    parts += [(part.name, part.name, (*part.instance_names, part.name)) for part in (postgres, rabbitmq, redis)]
+    # The platform's own parts claim their names first, so a clashing service is the one reported.
+    parts: list[tuple[str, str, tuple[str, ...]]] = [
+        (part.name, part.name, (*part.instance_names, part.name)) for part in (postgres, rabbitmq, redis)
+    ]
     parts.append(("nginx", nginx.name, nginx.instance_names))
+    parts.append(("gateway", gateway.name, gateway.instance_names))
+    parts += [(f"services[{i}].name", s.name, (*s.instance_names, s.name)) for i, s in enumerate(services)]
     for key, value, names in parts:
         for host in names:
             other = owners.setdefault(host, key)

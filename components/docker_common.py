@@ -1,0 +1,160 @@
+"""Containers and volumes on the Docker target, built the same way for every part."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.target import DockerTarget
+from infra.spec import ResourceSpec
+
+# Docker weighs CPU reservations as shares, 1024 per CPU.
+_SHARES_PER_CPU = 1024
+
+
+@dataclass(frozen=True)
+class Health:
+    """A Docker health check; `pulumi up` waits for it (wait=True), which orders start-up by health."""
+
+    test: tuple[str, ...]
+    interval: str = "5s"
+    timeout: str = "3s"
+    retries: int = 6
+    start_period: str = "20s"
+
+    @classmethod
+    def http(cls, port: int, path: str, **kwargs: str | int) -> Health:
+        # busybox wget ships in every Alpine-based image; it exits non-zero on a non-2xx answer.
+        url = f"http://127.0.0.1:{port}{path}"
+        return cls(("CMD", "wget", "-q", "-T", "2", "-O", "/dev/null", url), **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A rendered file shipped into the container before it starts."""
+
+    path: str
+    content: str
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Mount:
+    volume: docker.Volume
+    path: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """A port published on the Docker host; loopback unless the part is the public edge."""
+
+    internal: int
+    external: int
+    ip: str = "127.0.0.1"
+
+
+def cpus(millis: int) -> str:
+    return f"{millis / 1000:g}"
+
+
+def cpu_shares(millis: int) -> int:
+    return max(2, millis * _SHARES_PER_CPU // 1000)
+
+
+def volume(target: DockerTarget, name: str, instance: str, part: str, parent: pulumi.Resource) -> docker.Volume:
+    """A named volume for one stateful instance: kept on delete, protected where the stack says so.
+
+    Its name holds no tier-dependent value, so changing the tier never replaces it.
+    """
+    return docker.Volume(
+        name,
+        name=target.volume_name(instance),
+        labels=_labels(target, part, instance, docker.VolumeLabelArgs),
+        opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True, protect=target.spec.protect),
+    )
+
+
+def _labels(target: DockerTarget, part: str, instance: str, cls: type) -> list:  # type: ignore[type-arg]
+    values = {**target.labels, "banyan.part": part, "banyan.instance": instance}
+    return [cls(label=k, value=v) for k, v in sorted(values.items())]
+
+
+def env_list(env: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
+    """KEY=VALUE strings in key order. One secret value makes the whole list secret, as Docker stores it."""
+    keys = sorted(env)
+    return pulumi.Output.all(*(env[k] for k in keys)).apply(
+        lambda values: [f"{k}={v}" for k, v in zip(keys, values, strict=True)]
+    )
+
+
+def container(
+    name: str,
+    *,
+    target: DockerTarget,
+    instance: str,
+    part: str,
+    image: str,
+    resources: ResourceSpec,
+    health: Health,
+    parent: pulumi.Resource,
+    env: Mapping[str, pulumi.Input[str]] | None = None,
+    command: Sequence[str] | None = None,
+    entrypoint: Sequence[str] | None = None,
+    uploads: Sequence[Upload] = (),
+    mounts: Sequence[Mount] = (),
+    published: Sequence[Published] = (),
+    depends_on: Sequence[pulumi.Resource] = (),
+    restart: str = "unless-stopped",
+    stateful: bool = False,
+    wait: bool = True,
+    wait_timeout_s: int = 180,
+    stop_timeout_s: int | None = None,
+) -> docker.Container:
+    """One container of the platform, named after its instance, which is also its host name."""
+    pulled = target.image(image)
+    return docker.Container(
+        name,
+        name=instance,
+        hostname=instance,
+        image=image,
+        command=list(command) if command is not None else None,
+        entrypoints=list(entrypoint) if entrypoint is not None else None,
+        envs=env_list(env) if env else None,
+        restart=restart,
+        memory=resources.limits.memory_mib,
+        memory_reservation=resources.requests.memory_mib,
+        cpus=cpus(resources.limits.cpu_millis),
+        cpu_shares=cpu_shares(resources.requests.cpu_millis),
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=list(health.test),
+            interval=health.interval,
+            timeout=health.timeout,
+            retries=health.retries,
+            start_period=health.start_period,
+        ),
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=target.network_name, aliases=[instance])],
+        uploads=[
+            docker.ContainerUploadArgs(file=u.path, content=u.content, executable=u.executable or None)
+            for u in sorted(uploads, key=lambda u: u.path)
+        ] or None,
+        volumes=[
+            docker.ContainerVolumeArgs(volume_name=m.volume.name, container_path=m.path)
+            for m in sorted(mounts, key=lambda m: m.path)
+        ] or None,
+        ports=[
+            docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip, protocol="tcp")
+            for p in sorted(published, key=lambda p: p.internal)
+        ] or None,
+        labels=_labels(target, part, instance, docker.ContainerLabelArgs),
+        log_opts={"max-file": "3", "max-size": "10m"},
+        wait=wait,
+        wait_timeout=wait_timeout_s,
+        stop_timeout=stop_timeout_s,
+        # Never let Docker drop a stateful container's volumes along with it.
+        remove_volumes=False if stateful else None,
+        # The data lives in named volumes (retained, protected); the container itself is disposable.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[pulled, *depends_on]),
+    )

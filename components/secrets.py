@@ -1,0 +1,64 @@
+"""Credentials the platform generates once and keeps in state (pulumi-random): never defaults, never plain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random as random
+
+TYPE = "banyan:index:PlatformSecrets"
+
+
+@dataclass(frozen=True)
+class PostgresPasswords:
+    superuser: pulumi.Output[str]
+    app: pulumi.Output[str]
+    replication: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class RabbitMQCredentials:
+    admin_user: str
+    admin_password: pulumi.Output[str]
+    erlang_cookie: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class RedisCredentials:
+    password: pulumi.Output[str]
+
+
+class PlatformSecrets(pulumi.ComponentResource):
+    """Every generated credential of one stack. Values are URL-safe (no special characters), so they
+    can stand in connection strings unescaped; 32 alphanumerics carry ~190 bits."""
+
+    postgres: PostgresPasswords
+    rabbitmq: RabbitMQCredentials
+    redis: RedisCredentials
+
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+
+        def password(purpose: str, length: int = 32) -> pulumi.Output[str]:
+            generated = random.RandomPassword(
+                f"{name}-{purpose}",
+                length=length,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            return pulumi.Output.secret(generated.result)
+
+        self.postgres = PostgresPasswords(
+            superuser=password("postgres-superuser"),
+            app=password("postgres-app"),
+            replication=password("postgres-replication"),
+        )
+        self.rabbitmq = RabbitMQCredentials(
+            admin_user="banyan-admin",
+            admin_password=password("rabbitmq-admin"),
+            # The Erlang cookie lets nodes (and the CLI tools) join the cluster: as sensitive as a root password.
+            erlang_cookie=password("rabbitmq-erlang-cookie", length=48),
+        )
+        self.redis = RedisCredentials(password=password("redis"))
+        self.register_outputs({})
