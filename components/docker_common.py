@@ -112,6 +112,7 @@ def container(
     wait: bool = True,
     wait_timeout_s: int = 180,
     stop_timeout_s: int | None = None,
+    shm_size_mib: int | None = None,
 ) -> docker.Container:
     """One container of the platform, named after its instance, which is also its host name."""
     pulled = target.image(image)
@@ -153,8 +154,10 @@ def container(
         wait=wait,
         wait_timeout=wait_timeout_s,
         stop_timeout=stop_timeout_s,
+        shm_size=shm_size_mib,
         # Never let Docker drop a stateful container's volumes along with it.
         remove_volumes=False if stateful else None,
         # The data lives in named volumes (retained, protected); the container itself is disposable.
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[pulled, *depends_on]),
+        # Its name is fixed, so a replacement must remove the old container before creating the new.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[pulled, *depends_on], delete_before_replace=True),
     )

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -46,6 +47,16 @@ def _check_image(ref: str) -> str:
 
 
 Image = Annotated[str, AfterValidator(_check_image)]
+
+
+def _version_text(value: object) -> object:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        raise ValueError(f"write the version quoted, as text (YAML reads an unquoted {value} as a number, "
+                         "and 3.10 as 3.1); allowed: 'major.minor' such as '3.13'")
+    return value
+
+
+MajorMinor = Annotated[str, BeforeValidator(_version_text), StringConstraints(pattern=r"^\d+\.\d+$")]
 Name = Annotated[str, StringConstraints(pattern=DNS_LABEL)]
 # PostgreSQL identifiers that need no quoting anywhere (SQL, connection strings, pg_hba.conf).
 PgIdent = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
@@ -206,7 +217,7 @@ class RabbitMQConfig(Model):
 
     image: Image = "rabbitmq:3.13.7-management-alpine"
     """Official rabbitmq image with the management plugin, pinned."""
-    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+$")] = "3.13"
+    version: MajorMinor = "3.13"
     """`major.minor` of the server in `image`: quorum as the default queue type needs 3.13+."""
     nodes: Count | None = None
     """Cluster nodes. Unset: small 1, medium 3, large 5."""
@@ -229,7 +240,7 @@ class RedisConfig(Model):
 
     image: Image = "redis:7.4.2-alpine"
     """Official redis image, pinned."""
-    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+$")] = "7.4"
+    version: MajorMinor = "7.4"
     """`major.minor` of the server in `image`: config files carry only settings it reads."""
     nodes: Count | None = None
     """Nodes: 1 (standalone) or masters x (1 + replicas_per_master) with 3+ masters. Unset: 1, 3, 6."""

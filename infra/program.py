@@ -44,6 +44,7 @@ def main() -> None:
     spec = load_spec(raw, project=pulumi.get_project(), stack=pulumi.get_stack(), secret_keys=secret_keys)
     for warning in spec.warnings:
         pulumi.log.warn(warning)
-    pulumi.export("tier", spec.tier)
-    pulumi.export("target", spec.target)
-    pulumi.export("connection_budget", spec.budget.arithmetic())
+    # Imported here so that a config error never pays for (or trips on) the provider SDKs.
+    from components.platform import BanyanPlatform
+
+    BanyanPlatform("banyan", spec).export()

@@ -71,6 +71,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("RabbitMQ version not major.minor", {"rabbitmq.version": "three"}, "banyan:rabbitmq.version", "pattern"),
     ("env var banyan sets itself", {"services[0].env": {"DATABASE_URL": "postgres://x"}},
      "banyan:services[0].env.DATABASE_URL", "set by banyan"),
+    ("unquoted version (YAML reads 3.10 as 3.1)", {"rabbitmq.version": 3.10}, "banyan:rabbitmq.version", "quoted"),
     ("fractional instance count", {"gateway.instances": 2.5}, "banyan:gateway.instances", "fractional"),
 ]
 

@@ -1,0 +1,80 @@
+"""The Nginx load balancer on the Docker target: the platform's only port published beyond loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components import docker_common
+from components.nginx.config import HEALTH_PATH, SHUTDOWN_TIMEOUT_S, render_nginx_conf
+from components.target import DockerTarget
+from infra.spec import NginxSpec
+
+TYPE = "banyan:index:NginxLoadBalancer"
+CONF_PATH = "/etc/nginx/nginx.conf"
+# Docker's embedded DNS server, present in every container on a user-defined network.
+DOCKER_DNS = "127.0.0.11"
+# Everything reachable from other machines listens here; the rest of the platform stays on loopback.
+PUBLIC_IP = "0.0.0.0"
+
+
+def _resources(depends_on: object) -> list[pulumi.Resource]:
+    """The resources in a ResourceOptions.depends_on; an Output there cannot be forwarded before it resolves."""
+    if depends_on is None:
+        return []
+    items = depends_on if isinstance(depends_on, (list, tuple)) else [depends_on]
+    if not all(isinstance(item, pulumi.Resource) for item in items):
+        raise TypeError("NginxLoadBalancer: opts.depends_on must list resources, not Outputs")
+    return list(items)
+
+
+class NginxLoadBalancer(pulumi.ComponentResource):
+    """Nginx balancing least-connections over the gateway instances, published on the host's public port."""
+
+    public_url: str
+    upstreams: list[str]
+    containers: list[docker.Container]
+
+    def __init__(
+        self,
+        name: str,
+        spec: NginxSpec,
+        *,
+        upstreams: Sequence[str],
+        upstream_port: int,
+        target: DockerTarget,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        if not isinstance(target, DockerTarget):
+            raise NotImplementedError(f"NginxLoadBalancer supports the Docker target only, not {type(target).__name__}")
+        super().__init__(TYPE, name, None, opts)
+
+        conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=DOCKER_DNS)
+        # The spec allows one instance on Docker: a host port can be published once.
+        instance = spec.instance_names[0]
+        container = docker_common.container(
+            f"{name}-container",
+            target=target,
+            instance=instance,
+            part="nginx",
+            image=spec.image,
+            resources=spec.resources,
+            health=docker_common.Health.http(spec.listen_port, HEALTH_PATH),
+            parent=self,
+            uploads=[docker_common.Upload(CONF_PATH, conf)],
+            published=[docker_common.Published(spec.listen_port, spec.public_port, ip=PUBLIC_IP)],
+            # Children do not inherit a component's depends_on: the container itself must wait for
+            # what the caller named (the gateway containers), or it may start before any gateway.
+            depends_on=_resources(opts.depends_on if opts else None),
+            # Docker's SIGKILL must come after nginx's own bound on a graceful stop.
+            stop_timeout_s=SHUTDOWN_TIMEOUT_S + 5,
+        )
+
+        self.public_url = f"http://localhost:{spec.public_port}"
+        self.upstreams = list(upstreams)
+        self.containers = [container]
+        self.register_outputs(
+            {"public_url": self.public_url, "upstreams": self.upstreams, "containers": self.containers}
+        )

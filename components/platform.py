@@ -1,0 +1,115 @@
+"""BanyanPlatform: every part of banyan-core on one target, wired from one resolved PlatformSpec."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from components.nginx import NginxLoadBalancer
+from components.postgres import PostgresCluster
+from components.rabbitmq import RabbitMQCluster
+from components.redis import RedisCluster
+from components.secrets import PlatformSecrets
+from components.target import DockerTarget
+from components.workload import ApiGateway, Service
+from infra.contract import Credentials, Endpoints, app_env, urls
+from infra.spec import PlatformSpec
+
+TYPE = "banyan:index:BanyanPlatform"
+
+
+class BanyanPlatform(pulumi.ComponentResource):
+    spec: PlatformSpec
+    endpoints: Endpoints
+    credentials: Credentials
+    public_url: str
+    rabbitmq_management_url: str | None
+    secrets: PlatformSecrets
+    postgres: PostgresCluster
+    rabbitmq: RabbitMQCluster
+    redis: RedisCluster
+    gateway: ApiGateway
+    services: list[Service]
+    nginx: NginxLoadBalancer
+
+    def __init__(self, name: str, spec: PlatformSpec, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        if spec.target != "docker":
+            raise pulumi.RunError(
+                "banyan:target: got \"kubernetes\"; the Kubernetes target is not built yet "
+                "(tracked as its own issue); allowed today: docker"
+            )
+        self.spec = spec
+        child = pulumi.ResourceOptions(parent=self)
+        self.secrets = PlatformSecrets(f"{name}-secrets", opts=child)
+        network = docker.Network(
+            f"{name}-network",
+            name=f"{spec.project}-{spec.stack}",
+            driver="bridge",
+            labels=[docker.NetworkLabelArgs(label=k, value=v)
+                    for k, v in sorted({"banyan.project": spec.project, "banyan.stack": spec.stack}.items())],
+            opts=child,
+        )
+        target = DockerTarget(spec=spec, network=network, parent=self, name=name)
+
+        self.postgres = PostgresCluster(f"{name}-postgres", spec.postgres, passwords=self.secrets.postgres,
+                                        target=target, opts=child)
+        self.rabbitmq = RabbitMQCluster(f"{name}-rabbitmq", spec.rabbitmq, credentials=self.secrets.rabbitmq,
+                                        target=target, opts=child)
+        self.redis = RedisCluster(f"{name}-redis", spec.redis, credentials=self.secrets.redis,
+                                  target=target, opts=child)
+        self.endpoints = Endpoints(
+            postgres_primary=self.postgres.primary_host,
+            postgres_replicas=tuple(self.postgres.replica_hosts),
+            postgres_port=self.postgres.port,
+            rabbitmq_hosts=tuple(self.rabbitmq.hosts),
+            rabbitmq_port=self.rabbitmq.port,
+            redis_hosts=tuple(self.redis.hosts),
+            redis_port=self.redis.port,
+        )
+        self.credentials = creds = Credentials(
+            postgres_app_password=self.secrets.postgres.app,
+            rabbitmq_user=self.secrets.rabbitmq.admin_user,
+            rabbitmq_password=self.secrets.rabbitmq.admin_password,
+            redis_password=self.secrets.redis.password,
+        )
+        # Apps start once the data tier is healthy (containers wait on their health checks).
+        data_tier = [*self.postgres.containers, *self.rabbitmq.containers, *self.redis.containers]
+        self.gateway = ApiGateway(f"{name}-gateway", spec.gateway,
+                                  env=app_env(spec, spec.gateway, self.endpoints, creds),
+                                  target=target, depends_on=data_tier, opts=child)
+        self.services = [
+            Service(f"{name}-{svc.name}", svc, env=app_env(spec, svc, self.endpoints, creds),
+                    target=target, depends_on=data_tier, opts=child)
+            for svc in spec.services
+        ]
+        self.nginx = NginxLoadBalancer(f"{name}-nginx", spec.nginx, upstreams=self.gateway.hosts,
+                                       upstream_port=self.gateway.port, target=target,
+                                       opts=pulumi.ResourceOptions(parent=self, depends_on=self.gateway.containers))
+        self.public_url = self.nginx.public_url
+        self.rabbitmq_management_url = self.rabbitmq.management_url
+        self.register_outputs({
+            "public_url": self.public_url,
+            "rabbitmq_management_url": self.rabbitmq_management_url,
+        })
+
+    def export(self) -> None:
+        """Stack outputs: where to reach the platform, and (as secrets) how to connect to its stores."""
+        spec = self.spec
+        u = urls(spec, self.endpoints, self.credentials)
+        pulumi.export("public_url", self.public_url)
+        pulumi.export("rabbitmq_management_url", self.rabbitmq_management_url)
+        pulumi.export("database_url", u.database)
+        pulumi.export("database_replica_urls", u.database_replicas)
+        pulumi.export("rabbitmq_urls", u.rabbitmq_all)
+        pulumi.export("redis_url", u.redis)
+        pulumi.export("summary", {
+            "tier": spec.tier,
+            "target": spec.target,
+            "gateway_instances": spec.gateway.instances,
+            "services": {s.name: s.instances for s in spec.services},
+            "postgres": {"replicas": spec.postgres.replicas, "max_connections": spec.postgres.max_connections},
+            "rabbitmq_nodes": spec.rabbitmq.nodes,
+            "redis": {"nodes": spec.redis.nodes, "mode": spec.redis.mode, "masters": spec.redis.masters},
+            "connection_budget": spec.budget.arithmetic(),
+        })

@@ -1,0 +1,19 @@
+"""PostgreSQL: a primary and streaming read replicas, with the files they run on rendered from the spec."""
+
+from components.postgres.config import (
+    health_command,
+    pg_hba_conf,
+    postgresql_conf,
+    primary_init_script,
+    replica_entrypoint,
+)
+from components.postgres.docker import PostgresCluster
+
+__all__ = [
+    "PostgresCluster",
+    "health_command",
+    "pg_hba_conf",
+    "postgresql_conf",
+    "primary_init_script",
+    "replica_entrypoint",
+]

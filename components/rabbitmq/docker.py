@@ -1,0 +1,128 @@
+"""The RabbitMQ cluster on the Docker target: one container per node, clustered by classic-config peer discovery."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from components import docker_common
+from components.rabbitmq.config import (
+    CONF_PATH,
+    COOKIE_ENV,
+    DATA_DIR,
+    ENTRYPOINT_PATH,
+    NO_EXTRA_CONFIG_FILES,
+    PLUGINS_PATH,
+    node_name,
+    render_enabled_plugins,
+    render_entrypoint,
+    render_rabbitmq_conf,
+)
+from components.secrets import RabbitMQCredentials
+from components.target import DockerTarget
+from infra.spec import RabbitMQSpec
+
+TYPE = "banyan:index:RabbitMQCluster"
+
+# Each check starts an Erlang VM for the CLI (about a second of CPU); check_running fails while the node boots,
+# waits for its peers' tables or is paused in a minority, and check_port_connectivity proves the listeners accept.
+HEALTH = docker_common.Health(
+    test=("CMD-SHELL", "rabbitmq-diagnostics -q check_running && rabbitmq-diagnostics -q check_port_connectivity"),
+    interval="10s",
+    timeout="15s",
+    retries=6,
+    # Erlang boot, plugin start and joining the cluster; a restarted node may also wait for its peers' tables.
+    start_period="60s",
+)
+# A restarted 3.x node waits up to 5 minutes for the peer that stopped last before giving up.
+WAIT_TIMEOUT_S = 330
+# A clean stop lets quorum queues hand over leadership and Mnesia record who stopped last.
+STOP_TIMEOUT_S = 60
+
+
+class RabbitMQCluster(pulumi.ComponentResource):
+    """`spec.nodes` RabbitMQ nodes that form one cluster by themselves; the management UI is optionally
+    published on the host's loopback (node 1 only)."""
+
+    hosts: list[str]
+    port: int
+    management_port: int
+    management_url: str | None
+    containers: list[docker.Container]
+
+    def __init__(
+        self,
+        name: str,
+        spec: RabbitMQSpec,
+        *,
+        credentials: RabbitMQCredentials,
+        target: DockerTarget,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        if not isinstance(target, DockerTarget):
+            raise NotImplementedError(f"RabbitMQCluster supports the Docker target only, not {type(target).__name__}")
+        super().__init__(TYPE, name, None, opts)
+
+        uploads = [
+            docker_common.Upload(CONF_PATH, render_rabbitmq_conf(spec)),
+            docker_common.Upload(PLUGINS_PATH, render_enabled_plugins(spec)),
+            docker_common.Upload(ENTRYPOINT_PATH, render_entrypoint(), executable=True),
+        ]
+        # All nodes start together rather than nodes 2..N waiting for node 1's health. A fresh node retries peer
+        # discovery until it reaches listed peers and joins the one they all pick (3.13: the oldest, largest
+        # cluster; 3.10-3.12: whoever took the discovery lock first), so the order does not matter. Waiting
+        # would only hurt: node 1 alone retries for a peer (~30 s on 3.13) before starting by itself, and a
+        # restart in which node 1 did not stop last would deadlock, as Mnesia makes it wait for the node that did.
+        self.containers = []
+        for i, instance in enumerate(spec.instance_names, start=1):
+            env: dict[str, pulumi.Input[str]] = {
+                "RABBITMQ_NODENAME": node_name(instance),
+                "RABBITMQ_CONFIG_FILES": NO_EXTRA_CONFIG_FILES,
+                # Read by the broker itself at first boot of an empty cluster; it is then the only user.
+                "RABBITMQ_DEFAULT_USER": credentials.admin_user,
+                "RABBITMQ_DEFAULT_PASS": credentials.admin_password,
+                COOKIE_ENV: credentials.erlang_cookie,
+            }
+            mounts = []
+            if spec.persistence:
+                data = docker_common.volume(target, f"{name}-{i}-data", instance, spec.name, self)
+                mounts.append(docker_common.Mount(data, DATA_DIR))
+            published = []
+            if i == 1 and spec.management_host_port is not None:
+                published.append(docker_common.Published(spec.management_port, spec.management_host_port))
+            self.containers.append(
+                docker_common.container(
+                    f"{name}-{i}",
+                    target=target,
+                    instance=instance,
+                    part=spec.name,
+                    image=spec.image,
+                    resources=spec.resources,
+                    health=HEALTH,
+                    parent=self,
+                    env=env,
+                    entrypoint=[ENTRYPOINT_PATH],
+                    # Docker drops the image's CMD once the entrypoint is replaced.
+                    command=["rabbitmq-server"],
+                    uploads=uploads,
+                    mounts=mounts,
+                    published=published,
+                    stateful=spec.persistence,
+                    wait_timeout_s=WAIT_TIMEOUT_S,
+                    stop_timeout_s=STOP_TIMEOUT_S,
+                )
+            )
+
+        self.hosts = list(spec.instance_names)
+        self.port = spec.port
+        self.management_port = spec.management_port
+        self.management_url = (
+            f"http://127.0.0.1:{spec.management_host_port}" if spec.management_host_port is not None else None
+        )
+        self.register_outputs({
+            "hosts": self.hosts,
+            "port": self.port,
+            "management_port": self.management_port,
+            "management_url": self.management_url,
+            "containers": self.containers,
+        })

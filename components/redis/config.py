@@ -1,0 +1,391 @@
+"""Redis files rendered from the spec: redis.conf per node, the start script and the cluster-creation script."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from infra.spec import RedisSpec
+
+CONF_DIR = "/usr/local/etc/redis"
+CONF_PATH = f"{CONF_DIR}/redis.conf"
+START_PATH = f"{CONF_DIR}/start.sh"
+CREATE_PATH = f"{CONF_DIR}/create-cluster.sh"
+# The official image's VOLUME and WORKDIR; the named volume goes here.
+DATA_DIR = "/data"
+PASSWORD_ENV = "REDIS_PASSWORD"
+# redis-cli reads its password from this variable, which keeps it off every command line.
+CLI_AUTH_ENV = "REDISCLI_AUTH"
+CLUSTER_SLOTS = 16384
+
+MIN_VERSION = (6, 2)
+# Redis 7.0 added cluster-announce-hostname, cluster-preferred-endpoint-type, cluster-port and
+# optional bind addresses ("-::*").
+HOSTNAMES_SINCE = (7, 0)
+
+# Failure detection after 5 s instead of the default 15 s: on one Docker host a silent peer is a dead
+# container, not a flaky WAN link, and a replica should take over while clients are still retrying.
+NODE_TIMEOUT_MS = 5000
+# Rate-limit counters and cached query results share one keyspace. allkeys-lfu evicts the least
+# *frequently* used keys: a client's counter is touched on every request, so it stays while one-off
+# cached results go first, and a scan of cold keys cannot push the hot ones out (as it can under LRU).
+# "allkeys" rather than "volatile-*": with no evictable key a volatile policy refuses writes (OOM),
+# and a rate limiter that cannot INCR fails every request. noeviction would do the same at the limit.
+MAXMEMORY_POLICY = "allkeys-lfu"
+# How long the start script waits for peers' names to resolve after a host restart, when every
+# container comes back at once; after that a stale address is kept and gossip corrects it.
+RESOLVE_TIMEOUT_S = 30
+# Bounds of the cluster-creation script: nodes answering, then the cluster settling.
+READY_TIMEOUT_S = 120
+SETTLE_TIMEOUT_S = 60
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_VERSION = re.compile(r"^(\d+)\.(\d+)")
+
+
+def version(spec: RedisSpec) -> tuple[int, int]:
+    """The major.minor the file is written for; older than MIN_VERSION is refused."""
+    match = _VERSION.match(spec.version)
+    if not match:
+        raise ValueError(f"redis version {spec.version!r}: expected major.minor, e.g. '7.4'")
+    parsed = (int(match.group(1)), int(match.group(2)))
+    if parsed < MIN_VERSION:
+        raise ValueError(f"redis version {spec.version}: supported from {MIN_VERSION[0]}.{MIN_VERSION[1]}")
+    return parsed
+
+
+def node_endpoints(spec: RedisSpec) -> tuple[str, ...]:
+    """host:port of every node, in instance order (the first `masters` become masters at creation)."""
+    return tuple(f"{host}:{spec.port}" for host in spec.instance_names)
+
+
+def health_test(spec: RedisSpec) -> tuple[str, ...]:
+    """An authenticated PING (password from REDISCLI_AUTH). redis-cli exits 0 even on a NOAUTH error
+    reply, so the answer itself is checked."""
+    return ("CMD-SHELL", f"redis-cli -p {spec.port} ping | grep -qx PONG")
+
+
+def redis_conf(spec: RedisSpec, hostname: str | None = None, *, data_dir: str = DATA_DIR) -> str:
+    """redis.conf for one node. `hostname` is the node's name on the network (its container name); a
+    cluster announces it. No password here: the start script passes it from the environment."""
+    ver = version(spec)
+    cluster = spec.mode == "cluster"
+    hostnames = cluster and ver >= HOSTNAMES_SINCE
+    if hostnames and (hostname is None or not _HOSTNAME.match(hostname)):
+        raise ValueError(f"a cluster node needs a valid host name to announce, got {hostname!r}")
+    default_bus = spec.port + 10_000
+    if cluster and spec.bus_port != default_bus and ver < HOSTNAMES_SINCE:
+        raise ValueError(f"redis {spec.version} always uses port + 10000 for the cluster bus ({default_bus})")
+
+    lines = [
+        f"# Rendered by banyan for redis {spec.version} ({_shape(spec)}). The password is not in this file.",
+        f"port {spec.port}",
+        # Every interface: other containers connect over the platform network. "-::*" skips IPv6 when
+        # the network has none instead of failing to start.
+        "bind * -::*" if ver >= HOSTNAMES_SINCE else "bind 0.0.0.0",
+        # A safety net: should the password ever be missing, only loopback clients get in.
+        "protected-mode yes",
+        f"dir {data_dir}",
+        "",
+        f"maxmemory {spec.maxmemory_mib}mb",
+        f"maxmemory-policy {MAXMEMORY_POLICY}",
+        "",
+    ]
+    if spec.persistence:
+        lines += [
+            # AOF alone: a restart keeps at most the last second of writes (counters included).
+            "appendonly yes",
+            "appendfsync everysec",
+        ]
+    else:
+        lines += ["appendonly no"]
+    # No periodic RDB snapshots: AOF is the persistence when there is any, and each snapshot forks a
+    # copy-on-write child that competes with the data for the container's memory limit.
+    lines += ['save ""']
+    if cluster:
+        lines += [
+            "",
+            "cluster-enabled yes",
+            # Relative to `dir`: the membership file lives on the data volume and survives the container.
+            "cluster-config-file nodes.conf",
+            f"cluster-node-timeout {NODE_TIMEOUT_MS}",
+            # A cache should keep serving the healthy shards while one shard has no reachable master.
+            "cluster-require-full-coverage no",
+        ]
+        if spec.bus_port != default_bus:
+            lines.append(f"cluster-port {spec.bus_port}")
+        if hostnames:
+            lines += [
+                # Clients are sent (MOVED, CLUSTER SLOTS/SHARDS) the container name, which Docker's DNS
+                # resolves to the current address, not the address the node had when it last wrote
+                # nodes.conf. The bus between nodes still uses IPs: the start script refreshes them.
+                f"cluster-announce-hostname {hostname}",
+                "cluster-preferred-endpoint-type hostname",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def start_script(
+    spec: RedisSpec,
+    *,
+    conf_path: str = CONF_PATH,
+    data_dir: str = DATA_DIR,
+    resolve_timeout_s: int = RESOLVE_TIMEOUT_S,
+) -> str:
+    """The node's entrypoint: checks the password, refreshes peer addresses (cluster), then execs
+    redis-server with requirepass/masterauth read from stdin, so neither a file nor argv holds them.
+
+    Arguments given to the script go to redis-server after the config file.
+    """
+    ver = version(spec)
+    cluster = spec.mode == "cluster"
+    secrets = [f'requirepass "${PASSWORD_ENV}"']
+    if cluster:
+        # Replicas authenticate to their master with the same password.
+        secrets.append(f'masterauth "${PASSWORD_ENV}"')
+    refresh = cluster and ver >= HOSTNAMES_SINCE
+    parts = [
+        _START_HEAD.format(conf=conf_path, data=data_dir, env=PASSWORD_ENV),
+        _REFRESH.format(timeout=resolve_timeout_s) if refresh else "",
+        _START_TAIL.format(secrets="\n".join(secrets)),
+    ]
+    return "".join(parts)
+
+
+_START_HEAD = r"""#!/bin/sh
+# Starts one Redis node with its password taken from ${env}: not in a file, not on a command line.
+set -eu
+conf="{conf}"
+data="{data}"
+
+case "${{{env}:-}}" in
+  "") echo "start.sh: {env} is empty; refusing to start a node without a password" >&2; exit 64 ;;
+  *[!A-Za-z0-9._~-]*) echo "start.sh: {env} may only hold A-Z a-z 0-9 . _ ~ -" >&2; exit 64 ;;
+esac
+"""
+
+# Docker gives a re-created or restarted container a new address. Clients follow host names, but
+# each node reaches its peers by the IPs stored in nodes.conf; when every container comes back with a
+# new address (host reboot), no node can reach any other. Before starting, each peer's announced host
+# name (stored next to its address since Redis 7.0) is resolved again and its address rewritten; the
+# first contact then updates the peers' view of this node too.
+_REFRESH = r"""
+refresh_peer_addresses() {{
+  nodes="$data/nodes.conf"
+  [ -s "$nodes" ] || return 0
+  if ! command -v getent >/dev/null 2>&1; then
+    echo "start.sh: no getent here; peer addresses stay as stored" >&2
+    return 0
+  fi
+  deadline=$(( $(date +%s) + {timeout} ))
+  fresh="$nodes.resolved"
+  : > "$fresh"
+  while read -r id addr rest; do
+    hostport=${{addr%%,*}}
+    extra=${{addr#"$hostport"}}
+    host=${{extra#,}}
+    host=${{host%%,*}}
+    if [ "$id" = vars ] || [ -z "$host" ]; then
+      printf '%s %s %s\n' "$id" "$addr" "$rest" >> "$fresh"
+      continue
+    fi
+    old=${{hostport%@*}}
+    old=${{old%:*}}
+    new=""
+    while :; do
+      new=$(getent hosts "$host" | awk 'NR == 1 {{ print $1 }}') || new=""
+      [ -n "$new" ] && break
+      [ "$(date +%s)" -lt "$deadline" ] || break
+      sleep 1
+    done
+    if [ -n "$new" ] && [ "$new" != "$old" ]; then
+      echo "start.sh: $host is now at $new (nodes.conf had $old)" >&2
+      hostport="$new:${{hostport##*:}}"
+    fi
+    printf '%s %s %s\n' "$id" "$hostport$extra" "$rest" >> "$fresh"
+  done < "$nodes"
+  # Written in place: the file keeps its owner and mode.
+  cat "$fresh" > "$nodes"
+  rm -f "$fresh"
+}}
+refresh_peer_addresses
+"""
+
+# The official image's entrypoint drops root to the redis user (and fixes ownership in /data) when
+# its first argument is redis-server; elsewhere redis-server runs as whoever started the script.
+# "-" makes redis-server read more configuration from stdin (after the file), from the here-document.
+_START_TAIL = r"""
+if command -v docker-entrypoint.sh >/dev/null 2>&1; then
+  set -- docker-entrypoint.sh redis-server "$conf" "$@" -
+else
+  set -- redis-server "$conf" "$@" -
+fi
+exec "$@" <<EOF
+{secrets}
+EOF
+"""
+
+
+def cluster_create_script(
+    spec: RedisSpec,
+    nodes: Sequence[str] | None = None,
+    *,
+    ready_timeout_s: int = READY_TIMEOUT_S,
+    settle_timeout_s: int = SETTLE_TIMEOUT_S,
+) -> str:
+    """The one-shot creation step. `nodes` (host:port) default to every instance of the spec.
+
+    Exit 0: the cluster of all nodes serves all 16384 slots with `masters` masters and
+    `replicas_per_master` replicas each, whether this run created it or found it. Otherwise exit 1.
+    """
+    if spec.mode != "cluster":
+        raise ValueError("a standalone Redis has no cluster to create")
+    endpoints = tuple(nodes) if nodes is not None else node_endpoints(spec)
+    if len(endpoints) != spec.nodes:
+        raise ValueError(f"{len(endpoints)} endpoints for a cluster of {spec.nodes} nodes")
+    for endpoint in endpoints:
+        host, _, port = endpoint.rpartition(":")
+        if not host or not port.isdigit() or not re.match(r"^[A-Za-z0-9.:-]+$", host):
+            raise ValueError(f"node endpoint {endpoint!r}: expected host:port")
+    return _CREATE.format(
+        nodes=" ".join(endpoints),
+        count=spec.nodes,
+        masters=spec.masters,
+        replicas=spec.replicas_per_master,
+        slots=CLUSTER_SLOTS,
+        ready=ready_timeout_s,
+        settle=settle_timeout_s,
+        env=CLI_AUTH_ENV,
+        shape=_shape(spec),
+    )
+
+
+def _shape(spec: RedisSpec) -> str:
+    if spec.mode == "standalone":
+        return "standalone"
+    replicas = spec.replicas_per_master
+    return f"cluster of {spec.nodes}: {spec.masters} masters with {replicas} replica{'' if replicas == 1 else 's'} each"
+
+
+# CLUSTER MEET takes IP addresses only. redis-cli --cluster create resolves host names itself since 7.0
+# (redis#10436; 6.2 fails with "Invalid node address"), so names are resolved here: the same script works
+# for every supported version and the log shows which addresses were joined.
+_CREATE = r"""#!/bin/sh
+# Creates the Redis Cluster ({shape}) once. Re-runs find it formed and change nothing.
+set -eu
+NODES="{nodes}"
+COUNT={count}
+MASTERS={masters}
+REPLICAS={replicas}
+SLOTS={slots}
+READY_TIMEOUT_S={ready}
+SETTLE_TIMEOUT_S={settle}
+
+log() {{ echo "create-cluster: $*"; }}
+fail() {{ echo "create-cluster: $*" >&2; exit 1; }}
+
+[ -n "${{{env}:-}}" ] || fail "{env} is empty: the nodes require the cluster password"
+export {env}
+
+cli() {{
+  node=$1
+  shift
+  redis-cli -h "${{node%:*}}" -p "${{node##*:}}" "$@"
+}}
+field() {{ printf '%s\n' "$2" | sed -n "s/^$1://p"; }}
+now() {{ date +%s; }}
+
+deadline=$(( $(now) + READY_TIMEOUT_S ))
+for node in $NODES; do
+  until [ "$(cli "$node" ping 2>/dev/null)" = PONG ]; do
+    [ "$(now)" -lt "$deadline" ] || fail "$node did not answer an authenticated PING within ${{READY_TIMEOUT_S}}s"
+    sleep 1
+  done
+done
+log "all $COUNT nodes answer"
+
+# Healthy, in every node's own view: all nodes known, all slots served, state ok, every link up (right
+# after a restart a node reports ok until a node timeout has passed without its peers), and the roles
+# settled: MASTERS masters holding slots, no master without slots (a replica whose role has not reached
+# this node yet), REPLICAS replicas under each master.
+healthy() {{
+  want="$MASTERS 0 $(( MASTERS * REPLICAS )) 0 0"
+  for node in $NODES; do
+    info=$(cli "$node" cluster info 2>/dev/null | tr -d '\r')
+    [ "$(field cluster_state "$info")" = ok ] || return 1
+    [ "$(field cluster_slots_assigned "$info")" = "$SLOTS" ] || return 1
+    [ "$(field cluster_slots_ok "$info")" = "$SLOTS" ] || return 1
+    [ "$(field cluster_known_nodes "$info")" = "$COUNT" ] || return 1
+    shape=$(cli "$node" cluster nodes 2>/dev/null | tr -d '\r' | awk -v want="$REPLICAS" '
+      $3 ~ /fail|noaddr|handshake/ || $8 != "connected" {{ bad++ }}
+      $3 ~ /master/ && NF >= 9 {{ masters[$1] = 1; m++ }}
+      $3 ~ /master/ && NF < 9 {{ empty++ }}
+      $3 ~ /slave/ {{ per[$4]++; r++ }}
+      END {{
+        for (id in masters) if (per[id] + 0 != want) uneven++
+        print m + 0, empty + 0, r + 0, uneven + 0, bad + 0
+      }}')
+    [ "$shape" = "$want" ] || return 1
+  done
+}}
+
+wait_healthy() {{
+  limit=$(( $(now) + SETTLE_TIMEOUT_S ))
+  until healthy; do
+    [ "$(now)" -lt "$limit" ] || return 1
+    sleep 1
+  done
+}}
+
+report() {{
+  for node in $NODES; do
+    info=$(cli "$node" cluster info 2>/dev/null | tr -d '\r') || info=""
+    echo "  $node: state=$(field cluster_state "$info") slots_assigned=$(field cluster_slots_assigned "$info") \
+known_nodes=$(field cluster_known_nodes "$info")" >&2
+  done
+}}
+
+empty=0
+for node in $NODES; do
+  info=$(cli "$node" cluster info | tr -d '\r')
+  [ -n "$(field cluster_state "$info")" ] || fail "$node: no CLUSTER INFO (is it started with cluster-enabled yes?)"
+  if [ "$(field cluster_known_nodes "$info")" = 1 ] && [ "$(field cluster_slots_assigned "$info")" = 0 ]; then
+    empty=$(( empty + 1 ))
+  fi
+done
+
+if [ "$empty" -eq 0 ]; then
+  # Every node already belongs to a cluster: after a restart it may take a node timeout or two to
+  # agree again, so wait (bounded) before judging.
+  if wait_healthy; then
+    log "cluster already formed: $COUNT nodes, $MASTERS masters, $REPLICAS replica(s) each, $SLOTS slots; nothing to do"
+    exit 0
+  fi
+  report
+  fail "the nodes belong to a cluster that is not healthy (see above); repair it with redis-cli --cluster check/fix"
+fi
+if [ "$empty" -ne "$COUNT" ]; then
+  report
+  fail "$empty of $COUNT nodes are empty while the others hold cluster state; re-add them with \
+redis-cli --cluster add-node, or reset every node to create the cluster anew"
+fi
+
+command -v getent >/dev/null 2>&1 || fail "getent is missing: cannot resolve the node names to addresses"
+addresses=""
+for node in $NODES; do
+  host=${{node%:*}}
+  ip=$(getent hosts "$host" | awk 'NR == 1 {{ print $1 }}') || ip=""
+  [ -n "$ip" ] || fail "cannot resolve $host"
+  addresses="$addresses $ip:${{node##*:}}"
+done
+log "creating the cluster from$addresses"
+# shellcheck disable=SC2086 # one argument per address
+redis-cli --cluster create $addresses --cluster-replicas "$REPLICAS" --cluster-yes \
+  || fail "redis-cli --cluster create failed"
+
+if ! wait_healthy; then
+  report
+  fail "created, but not every node reports all $SLOTS slots, state ok and $COUNT nodes within ${{SETTLE_TIMEOUT_S}}s"
+fi
+log "cluster formed: $COUNT nodes, $MASTERS masters, $REPLICAS replica(s) each, $SLOTS slots covered"
+"""

@@ -1,0 +1,190 @@
+"""Redis on the Docker target: one container and volume per node, plus a one-shot cluster-creation step."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pulumi
+import pulumi_docker as docker
+
+from components import docker_common
+from components.redis.config import (
+    CLI_AUTH_ENV,
+    CONF_PATH,
+    CREATE_PATH,
+    DATA_DIR,
+    PASSWORD_ENV,
+    START_PATH,
+    cluster_create_script,
+    health_test,
+    redis_conf,
+    start_script,
+)
+from components.secrets import RedisCredentials
+from components.target import DockerTarget
+from infra.spec import RedisSpec
+
+TYPE = "banyan:index:RedisCluster"
+PART = "redis"
+# On SIGTERM Redis 7 gives lagging replicas up to shutdown-timeout (10 s) before exiting; Docker's
+# SIGKILL has to come after that.
+STOP_TIMEOUT_S = 15
+# The creation script bounds itself (readiness 120 s + settling 60 s + the create); this bounds the
+# provider's wait for it to exit, should the container hang anyway.
+CREATE_TIMEOUT = "10m"
+# sh and redis-cli: a few MiB.
+CREATE_MEMORY_MIB = 64
+CREATE_CPUS = "0.5"
+LOG_TAIL_LINES = 30
+
+
+class RedisCluster(pulumi.ComponentResource):
+    """Redis for the platform: a standalone server, or a Redis Cluster of masters x (1 + replicas) nodes
+    created once by a one-shot container that `pulumi up` waits for."""
+
+    hosts: list[str]
+    port: int
+    mode: str
+    # The nodes and, in cluster mode, the creation step: depending on all of them waits for a cluster
+    # that serves every slot, not just for nodes that answer PING.
+    containers: list[docker.Container]
+    # True once the cluster is known to be formed; raises (failing `pulumi up` with the step's log)
+    # when the creation step exited non-zero. Resources that take it as an input are never created
+    # against a broken cluster.
+    ready: pulumi.Output[bool]
+
+    def __init__(
+        self,
+        name: str,
+        spec: RedisSpec,
+        *,
+        credentials: RedisCredentials,
+        target: DockerTarget,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        if not isinstance(target, DockerTarget):
+            raise NotImplementedError(f"RedisCluster supports the Docker target only, not {type(target).__name__}")
+        super().__init__(TYPE, name, None, opts)
+
+        env: dict[str, pulumi.Input[str]] = {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password}
+        start = start_script(spec)
+        nodes: list[docker.Container] = []
+        for i, instance in enumerate(spec.instance_names, 1):
+            data = docker_common.volume(target, f"{name}-node-{i}-data", instance, PART, self)
+            nodes.append(
+                docker_common.container(
+                    f"{name}-node-{i}",
+                    target=target,
+                    instance=instance,
+                    part=PART,
+                    image=spec.image,
+                    resources=spec.resources,
+                    health=docker_common.Health(health_test(spec)),
+                    parent=self,
+                    env=env,
+                    entrypoint=["/bin/sh", START_PATH],
+                    uploads=[
+                        docker_common.Upload(CONF_PATH, redis_conf(spec, instance)),
+                        docker_common.Upload(START_PATH, start, executable=True),
+                    ],
+                    # Data, AOF and the cluster's nodes.conf: all of a node's state outlives its container.
+                    mounts=[docker_common.Mount(data, DATA_DIR)],
+                    stateful=True,
+                    stop_timeout_s=STOP_TIMEOUT_S,
+                )
+            )
+
+        self.hosts = list(spec.instance_names)
+        self.port = spec.port
+        self.mode = spec.mode
+        if spec.mode == "cluster":
+            create = _create_step(name, spec, credentials, target, nodes, self)
+            self.containers = [*nodes, create]
+            self.ready = pulumi.Output.all(create.exit_code, create.container_logs, create.urn).apply(
+                lambda args: _created(args[0], args[1], args[2])
+            )
+        else:
+            self.containers = nodes
+            self.ready = pulumi.Output.from_input(True)
+        self.register_outputs(
+            {
+                "hosts": self.hosts,
+                "port": self.port,
+                "mode": self.mode,
+                "containers": self.containers,
+                "ready": self.ready,
+            }
+        )
+
+
+def _create_step(
+    name: str,
+    spec: RedisSpec,
+    credentials: RedisCredentials,
+    target: DockerTarget,
+    nodes: list[docker.Container],
+    parent: pulumi.Resource,
+) -> docker.Container:
+    """A container that runs the creation script once and exits.
+
+    attach=True makes the provider wait for it to exit and record exit_code (and, with logs=True, its
+    output in container_logs); must_run=False accepts a stopped container instead of deleting it as a
+    failed start; restart "no" keeps Docker from running it again. A non-zero exit does not fail the
+    provider's create, so RedisCluster.ready turns it into an error.
+    """
+    instance = f"{spec.name}-cluster-create"
+    pulled = target.image(spec.image)
+    # Replacing a node (new image or config) replaces this step too, so it runs again and dependants wait
+    # until the cluster agrees again; the run finds the cluster formed and changes nothing.
+    node_ids = pulumi.Output.all(*(node.id for node in nodes)).apply(
+        lambda ids: hashlib.sha256(",".join(str(i) for i in ids).encode()).hexdigest()[:16]
+    )
+    labels: dict[str, pulumi.Input[str]] = {
+        **target.labels,
+        "banyan.part": PART,
+        "banyan.instance": instance,
+        "banyan.redis-nodes": node_ids,
+    }
+    return docker.Container(
+        f"{name}-create",
+        name=instance,
+        hostname=instance,
+        image=spec.image,
+        entrypoints=["/bin/sh", CREATE_PATH],
+        envs=docker_common.env_list({CLI_AUTH_ENV: credentials.password}),
+        uploads=[
+            docker.ContainerUploadArgs(
+                file=CREATE_PATH, content=cluster_create_script(spec), executable=True
+            )
+        ],
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=target.network_name)],
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+        memory=CREATE_MEMORY_MIB,
+        cpus=CREATE_CPUS,
+        log_opts={"max-file": "3", "max-size": "10m"},
+        restart="no",
+        attach=True,
+        logs=True,
+        must_run=False,
+        # No health check to wait for: the exit code is the result.
+        wait=False,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[pulled, *nodes],
+            # The container name is fixed: the old step must be gone before the new one is created.
+            delete_before_replace=True,
+            custom_timeouts=pulumi.CustomTimeouts(create=CREATE_TIMEOUT),
+        ),
+    )
+
+
+def _created(exit_code: int | None, logs: str | None, urn: str) -> bool:
+    """The creation step's result. Unknown (None) under mocks, where no container runs."""
+    if exit_code is None or exit_code == 0:
+        return True
+    tail = "\n".join((logs or "").strip().splitlines()[-LOG_TAIL_LINES:])
+    raise pulumi.RunError(
+        f"Redis cluster creation failed: the creation step exited with {exit_code}; its last output:\n{tail}\n"
+        f"Fix the cause, then run the step again with `pulumi up --replace '{urn}'` "
+        "(a run against a formed cluster changes nothing)."
+    )

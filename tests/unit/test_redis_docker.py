@@ -1,0 +1,189 @@
+"""The Docker Redis under Pulumi's mocks: a node per instance, the one-shot creation step, secrets only as secrets."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+import pytest
+
+from components.redis import RedisCluster
+from components.redis.config import (
+    CONF_PATH,
+    CREATE_PATH,
+    DATA_DIR,
+    START_PATH,
+    cluster_create_script,
+    health_test,
+    redis_conf,
+    start_script,
+)
+from components.redis.docker import TYPE
+from components.secrets import PlatformSecrets
+from components.target import DockerTarget
+from infra.schema_check import input_problems, load_schema
+from infra.spec import PlatformSpec
+from infra.testing import (
+    BanyanMocks,
+    RecordedResource,
+    Rendering,
+    Secret,
+    mock_secret_value,
+    render_program,
+    walk_plain,
+)
+from tests.helpers import shared_file, spec_for
+
+CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
+PASSWORD = mock_secret_value("secrets-redis")
+
+
+def render(spec: PlatformSpec, mocks: pulumi.runtime.Mocks | None = None) -> tuple[Rendering, dict[str, Any]]:
+    seen: dict[str, Any] = {}
+
+    def program() -> None:
+        root = pulumi.ComponentResource("banyan:index:Test", "root")
+        child = pulumi.ResourceOptions(parent=root)
+        secrets = PlatformSecrets("secrets", opts=child)
+        network = docker.Network("net", name="banyan", opts=child)
+        target = DockerTarget(spec=spec, network=network, parent=root, name="platform")
+        redis = RedisCluster("platform-redis", spec.redis, credentials=secrets.redis, target=target, opts=child)
+        seen.update(hosts=redis.hosts, port=redis.port, mode=redis.mode, containers=redis.containers)
+
+    return render_program(program, {}, project="banyan", stack="dev", mocks=mocks), seen
+
+
+@cache
+def rendered(tier: str = "large") -> tuple[PlatformSpec, Rendering, dict[str, Any]]:
+    spec = spec_for(tier=tier)
+    rendering, seen = render(spec)
+    return spec, rendering, seen
+
+
+def nodes(rendering: Rendering) -> list[RecordedResource]:
+    return sorted((c for c in rendering.of_type(CONTAINER) if c.name.startswith("platform-redis-node-")),
+                  key=lambda c: c.inputs["name"])
+
+
+def create_step(rendering: Rendering) -> RecordedResource:
+    return rendering.get(CONTAINER, "platform-redis-create")
+
+
+def env_of(c: RecordedResource) -> dict[str, str]:
+    envs = c.inputs["envs"]
+    assert isinstance(envs, Secret), "the env list carries the password"
+    return dict(e.split("=", 1) for e in envs.value)
+
+
+@pytest.mark.parametrize("tier", ["small", "medium", "large"])
+def test_one_container_and_volume_per_node(tier: str) -> None:
+    spec, rendering, seen = rendered(tier)
+    (component,) = rendering.of_type(TYPE)
+    containers = nodes(rendering)
+    assert [c.inputs["name"] for c in containers] == list(spec.redis.instance_names) == seen["hosts"]
+    volumes = {v.inputs["name"]: v for v in rendering.of_type(VOLUME)}
+    assert len(volumes) == spec.redis.nodes
+    for i, c in enumerate(containers, 1):
+        assert c.parent == component.urn
+        assert c.inputs["hostname"] == c.inputs["name"]
+        assert c.inputs["image"] == spec.redis.image
+        (mount,) = c.inputs["volumes"]
+        assert mount["containerPath"] == DATA_DIR
+        volume = volumes[mount["volumeName"]]
+        assert volume.name == f"platform-redis-node-{i}-data"
+        assert mount["volumeName"] == f"banyan-dev-{c.inputs['name']}-data"
+        assert volume.retain_on_delete and volume.urn in c.depends_on
+        assert c.inputs["removeVolumes"] is False
+
+
+@pytest.mark.parametrize("tier", ["small", "large"])
+def test_nodes_ship_the_rendered_files(tier: str) -> None:
+    spec, rendering, _ = rendered(tier)
+    for c in nodes(rendering):
+        uploads = {u["file"]: u["content"] for u in c.inputs["uploads"]}
+        assert uploads == {CONF_PATH: redis_conf(spec.redis, c.inputs["name"]), START_PATH: start_script(spec.redis)}
+        assert c.inputs["entrypoints"] == ["/bin/sh", START_PATH]
+        assert c.inputs["healthcheck"]["tests"] == list(health_test(spec.redis))
+
+
+def test_password_travels_only_as_a_secret() -> None:
+    _, rendering, _ = rendered()
+    for c in [*nodes(rendering), create_step(rendering)]:
+        env = env_of(c)
+        assert env["REDISCLI_AUTH"] == PASSWORD
+        if c.name != "platform-redis-create":
+            assert env["REDIS_PASSWORD"] == PASSWORD
+        leaks = [path for path, value in walk_plain(c.inputs) if isinstance(value, str) and "mocksecret" in value]
+        assert leaks == []
+
+
+def test_standalone_has_no_creation_step() -> None:
+    spec, rendering, seen = rendered("small")
+    assert spec.redis.mode == "standalone"
+    assert [c.name for c in rendering.of_type(CONTAINER)] == ["platform-redis-node-1"]
+    assert seen["mode"] == "standalone" and len(seen["containers"]) == 1
+
+
+@pytest.mark.parametrize("tier", ["medium", "large"])
+def test_the_creation_step_runs_once_after_every_node_is_healthy(tier: str) -> None:
+    spec, rendering, seen = rendered(tier)
+    step = create_step(rendering)
+    (component,) = rendering.of_type(TYPE)
+    assert step.parent == component.urn
+    assert step.inputs["name"] == "redis-cluster-create"
+    # attach: the provider waits for the exit; must_run False: an exited container is the success case.
+    assert step.inputs["attach"] is True and step.inputs["mustRun"] is False and step.inputs["logs"] is True
+    assert step.inputs["restart"] == "no"
+    assert step.inputs["wait"] is False and "healthcheck" not in step.inputs
+    assert step.delete_before_replace, "a fixed container name cannot exist twice during a replace"
+    node_urns = {c.urn for c in nodes(rendering)}
+    assert node_urns <= set(step.depends_on)
+    assert all(c.inputs["wait"] is True for c in nodes(rendering)), "healthy before the step starts"
+    assert step.inputs["uploads"] == [{"file": CREATE_PATH, "content": cluster_create_script(spec.redis),
+                                       "executable": True}]
+    assert step.inputs["entrypoints"] == ["/bin/sh", CREATE_PATH]
+    assert len(seen["containers"]) == spec.redis.nodes + 1, "dependants wait for the step too"
+
+
+def test_outputs_are_registered() -> None:
+    spec, rendering, seen = rendered()
+    (component,) = rendering.of_type(TYPE)
+    assert component.outputs["hosts"] == seen["hosts"] == list(spec.redis.instance_names)
+    assert component.outputs["port"] == seen["port"] == spec.redis.port
+    assert component.outputs["mode"] == seen["mode"] == "cluster"
+    assert len(component.outputs["containers"]) == spec.redis.nodes + 1
+    assert component.outputs["ready"] is True
+
+
+def test_docker_inputs_validate_against_the_provider_schema() -> None:
+    schema = load_schema(shared_file("schemas", "pulumi-docker", "schema.json"))
+    for tier in ("small", "large"):
+        _, rendering, _ = rendered(tier)
+        problems = {r.name: input_problems(schema, r.type, r.inputs)
+                    for r in rendering.resources if r.type.startswith("docker:")}
+        assert {k: v for k, v in problems.items() if v} == {}
+
+
+class FailedCreation(BanyanMocks):
+    """The provider's answer when the creation container exited non-zero."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        rid, state = super().new_resource(args)
+        if args.name.endswith("-create"):
+            state |= {"exitCode": 1, "containerLogs": "create-cluster: cannot resolve redis-node-4\n"}
+        return rid, state
+
+
+def test_a_failed_creation_fails_the_update_with_its_log() -> None:
+    spec = spec_for(tier="large")
+    with pytest.raises(pulumi.RunError, match=r"exited with 1(.|\n)*cannot resolve redis-node-4(.|\n)*--replace"):
+        render(spec, FailedCreation())
+
+
+def test_other_targets_are_not_built_yet() -> None:
+    spec = spec_for()
+    with pytest.raises(NotImplementedError):
+        RedisCluster("redis", spec.redis, credentials=None, target=object())  # type: ignore[arg-type]
