@@ -72,8 +72,10 @@ class Host:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted((env or {}).items()))
         run_as = f"runuser -u {shlex.quote(user)} -- " if user else ""
         command = " ".join(shlex.quote(a) for a in argv)
-        script = " && ".join([*mounts, f"exec env {exports} {run_as}{command}"])
-        return ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--propagation", "private",
+        # Like a container: its own host name (RabbitMQ and Erlang derive node names from it).
+        set_name = f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname"
+        script = " && ".join([set_name, *mounts, f"exec env {exports} {run_as}{command}"])
+        return ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--uts", "--propagation", "private",
                 "sh", "-c", script]
 
     def run(self, argv: Sequence[str], *, binds: Sequence[str] = (), user: str | None = None,
@@ -112,7 +114,7 @@ class Network:
 
     def __init__(self, workdir: Path, tag: str) -> None:
         self.workdir = workdir
-        self.tag = f"bn{os.getpid() % 100000}{tag}"[:10]
+        self.tag = f"bn{os.getpid()}-{tag}"
         self.switch = f"{self.tag}-sw"
         self.hosts: dict[str, Host] = {}
         self._names: dict[str, str] = {}

@@ -1,0 +1,158 @@
+"""Real servers from Debian's packages, booted from the exact files the dev stack would ship.
+
+Each platform instance runs as its own host in a network namespace (tests/servers/netns.py) under
+its own name, with the container paths the files expect bind-mounted in a private mount namespace.
+Where Debian's server is another version than the pinned image, the stack is rendered for that
+version through its own config (`postgres.version`, `rabbitmq.version`, `redis.version`, the nginx
+image tag), never by editing the rendered text.
+
+Without root, namespaces or a server, these tests skip and say why; with BANYAN_REQUIRE_SERVERS=1
+(as `.ci/run` sets) they fail instead, so CI cannot pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from infra.testing import RecordedResource, Rendering, render_stack, unwrap
+from tests.servers import netns
+
+REPORT: list[str] = []
+
+
+def report(line: str) -> None:
+    """A measured result (recovery time, lost messages, failed requests) for the run's summary."""
+    REPORT.append(line)
+    print(f"[servers] {line}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORT:
+        terminalreporter.section("real-server scenarios: measured")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+def _unavailable(what: str) -> None:
+    if os.environ.get("BANYAN_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"BANYAN_REQUIRE_SERVERS=1 but {what}")
+    pytest.skip(what)
+
+
+def require_netns() -> None:
+    why = netns.available()
+    if why:
+        _unavailable(f"network namespaces unavailable: {why}")
+
+
+def require_binary(name: str, *candidates: str) -> str:
+    for candidate in (name, *candidates):
+        found = shutil.which(candidate) or next(iter(sorted(glob.glob(candidate))), None)
+        if found:
+            return found
+    _unavailable(f"{name} is not installed (Debian package needed)")
+    raise AssertionError("unreachable")
+
+
+def _version(argv: list[str], pattern: str) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(pattern, out.stdout + out.stderr)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class ServerVersions:
+    postgres: int | None
+    postgres_bin: str | None
+    rabbitmq: str | None
+    redis: str | None
+    nginx: str | None
+
+    def stack_sets(self) -> dict[str, object]:
+        """What the stack config must say so the files are rendered for these servers."""
+        sets: dict[str, object] = {}
+        if self.postgres:
+            sets["postgres.version"] = self.postgres
+        if self.rabbitmq:
+            sets["rabbitmq.version"] = ".".join(self.rabbitmq.split(".")[:2])
+        if self.redis:
+            sets["redis.version"] = ".".join(self.redis.split(".")[:2])
+        if self.nginx:
+            sets["nginx.image"] = f"nginx:{self.nginx}-alpine"
+        return sets
+
+
+@cache
+def server_versions() -> ServerVersions:
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
+    pg_bin = str(Path(bins[-1]).parent) if bins else None
+    pg = int(bins[-1].split("/")[4]) if bins else None
+    mq = _version(["dpkg-query", "-W", "-f", "${Version}\n", "rabbitmq-server"], r"^(?:\d+:)?(\d+\.\d+\.\d+)")
+    rd = _version(["redis-server", "--version"], r"v=(\d+\.\d+\.\d+)")
+    ng = _version(["nginx", "-v"], r"nginx/(\d+\.\d+\.\d+)")
+    return ServerVersions(postgres=pg, postgres_bin=pg_bin, rabbitmq=mq, redis=rd, nginx=ng)
+
+
+@cache
+def rendered(tier: str) -> Rendering:
+    """The dev stack for `tier`, rendered for the servers installed here."""
+    return render_stack("dev", set={"tier": tier, **server_versions().stack_sets()})
+
+
+def container(r: Rendering, name: str) -> RecordedResource:
+    for c in r.of_type("docker:index/container:Container"):
+        if c.plain_inputs["name"] == name:
+            return c
+    raise KeyError(name)
+
+
+def uploads(c: RecordedResource) -> dict[str, tuple[str, bool]]:
+    """Every shipped file: path -> (exact content, executable)."""
+    return {u["file"]: (u["content"], bool(u.get("executable"))) for u in unwrap(c.inputs).get("uploads") or []}
+
+
+def env(c: RecordedResource) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in unwrap(c.inputs).get("envs") or [])
+
+
+def install_uploads(host: netns.Host, c: RecordedResource) -> None:
+    for path, (content, executable) in uploads(c).items():
+        host.write(path, content, 0o755 if executable else 0o644)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    """A root-traversable scratch dir (servers run as their own users)."""
+    tmp_path.chmod(0o755)
+    for parent in tmp_path.parents:
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o055)
+    yield tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_stale_namespaces() -> None:
+    """Namespaces left by a run that was killed (its pid is gone) are removed before a new run."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for line in listed.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = re.match(r"^bn(\d+)-", name)
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+            shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
