@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_kubernetes as k8s
 
+from components import network_policies
 from components.nginx import NginxLoadBalancer
 from components.postgres import PostgresCluster
 from components.rabbitmq import RabbitMQCluster
 from components.redis import RedisCluster
 from components.secrets import PlatformSecrets
-from components.target import DockerTarget
+from components.target import DockerTarget, KubernetesTarget, Target
 from components.workload import ApiGateway, Service
 from infra.contract import Credentials, Endpoints, app_env, urls
 from infra.spec import PlatformSpec
@@ -34,23 +36,10 @@ class BanyanPlatform(pulumi.ComponentResource):
 
     def __init__(self, name: str, spec: PlatformSpec, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        if spec.target != "docker":
-            raise pulumi.RunError(
-                "banyan:target: got \"kubernetes\"; the Kubernetes target is not built yet "
-                "(tracked as its own issue); allowed today: docker"
-            )
         self.spec = spec
         child = pulumi.ResourceOptions(parent=self)
         self.secrets = PlatformSecrets(f"{name}-secrets", opts=child)
-        network = docker.Network(
-            f"{name}-network",
-            name=f"{spec.project}-{spec.stack}",
-            driver="bridge",
-            labels=[docker.NetworkLabelArgs(label=k, value=v)
-                    for k, v in sorted({"banyan.project": spec.project, "banyan.stack": spec.stack}.items())],
-            opts=child,
-        )
-        target = DockerTarget(spec=spec, network=network, parent=self, name=name)
+        target = self._target(name, spec, child)
 
         self.postgres = PostgresCluster(f"{name}-postgres", spec.postgres, passwords=self.secrets.postgres,
                                         target=target, opts=child)
@@ -73,8 +62,10 @@ class BanyanPlatform(pulumi.ComponentResource):
             rabbitmq_password=self.secrets.rabbitmq.admin_password,
             redis_password=self.secrets.redis.password,
         )
-        # Apps start once the data tier is healthy (containers wait on their health checks).
-        data_tier = [*self.postgres.containers, *self.rabbitmq.containers, *self.redis.containers]
+        # Docker: apps start once the data tier is healthy (containers wait on their health checks).
+        # Kubernetes: pods start at once and their readiness probes hold traffic until they connect.
+        data_tier = ([*self.postgres.containers, *self.rabbitmq.containers, *self.redis.containers]
+                     if isinstance(target, DockerTarget) else [])
         self.gateway = ApiGateway(f"{name}-gateway", spec.gateway,
                                   env=app_env(spec, spec.gateway, self.endpoints, creds),
                                   target=target, depends_on=data_tier, opts=child)
@@ -85,13 +76,40 @@ class BanyanPlatform(pulumi.ComponentResource):
         ]
         self.nginx = NginxLoadBalancer(f"{name}-nginx", spec.nginx, upstreams=self.gateway.hosts,
                                        upstream_port=self.gateway.port, target=target,
+                                       peers=spec.gateway.instances,
                                        opts=pulumi.ResourceOptions(parent=self, depends_on=self.gateway.containers))
+        if isinstance(target, KubernetesTarget):
+            network_policies.build(self, name, spec, target)
         self.public_url = self.nginx.public_url
         self.rabbitmq_management_url = self.rabbitmq.management_url
         self.register_outputs({
             "public_url": self.public_url,
             "rabbitmq_management_url": self.rabbitmq_management_url,
         })
+
+    def _target(self, name: str, spec: PlatformSpec, child: pulumi.ResourceOptions) -> Target:
+        """The network (Docker) or the namespace (Kubernetes) every part is built into."""
+        if spec.target == "docker":
+            network = docker.Network(
+                f"{name}-network",
+                name=f"{spec.project}-{spec.stack}",
+                driver="bridge",
+                labels=[docker.NetworkLabelArgs(label=k, value=v)
+                        for k, v in sorted({"banyan.project": spec.project, "banyan.stack": spec.stack}.items())],
+                opts=child,
+            )
+            return DockerTarget(spec=spec, network=network, parent=self, name=name)
+        # Deleting a namespace deletes every volume claim in it: it is kept and protected like the data.
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=spec.kubernetes.namespace,
+                labels={"app.kubernetes.io/part-of": spec.project, "app.kubernetes.io/instance": spec.stack,
+                        "app.kubernetes.io/managed-by": "pulumi"},
+            ),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=spec.protect),
+        )
+        return KubernetesTarget(spec=spec, namespace=namespace, parent=self, name=name)
 
     def export(self) -> None:
         """Stack outputs: where to reach the platform, and (as secrets) how to connect to its stores."""

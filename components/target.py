@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_kubernetes as k8s
 
 from infra.spec import PlatformSpec
 
@@ -45,3 +46,50 @@ class DockerTarget:
                 opts=pulumi.ResourceOptions(parent=self.parent),
             )
         return self.images[ref]
+
+
+@dataclass
+class KubernetesTarget:
+    """One namespace of a cluster that the stack owns. The provider reaches components through opts."""
+
+    spec: PlatformSpec
+    namespace: k8s.core.v1.Namespace
+    parent: pulumi.Resource
+    name: str
+
+    @property
+    def namespace_name(self) -> str:
+        return self.spec.kubernetes.namespace
+
+    def labels(self, part: str, component: str | None = None) -> dict[str, str]:
+        """Recommended labels; `part` (app.kubernetes.io/name) is what selectors and NetworkPolicies use."""
+        labels = {
+            "app.kubernetes.io/name": part,
+            "app.kubernetes.io/instance": self.spec.stack,
+            "app.kubernetes.io/part-of": self.spec.project,
+            "app.kubernetes.io/managed-by": "pulumi",
+        }
+        if component:
+            labels["app.kubernetes.io/component"] = component
+        return labels
+
+    def selector(self, part: str) -> dict[str, str]:
+        """The stable subset of labels a workload selects its pods by (selectors are immutable)."""
+        return {"app.kubernetes.io/name": part, "app.kubernetes.io/instance": self.spec.stack}
+
+    def metadata(self, name: str, part: str, component: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=self.namespace_name,
+                                          labels=self.labels(part, component))
+
+    def opts(self, parent: pulumi.Resource, *, stateful: bool = False,
+             depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+        """Every object waits for the namespace; stateful ones are retained and protected as the stack says."""
+        return pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[self.namespace, *depends_on],
+            retain_on_delete=True if stateful else None,
+            protect=self.spec.protect if stateful else None,
+        )
+
+
+Target = DockerTarget | KubernetesTarget

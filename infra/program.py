@@ -47,4 +47,20 @@ def main() -> None:
     # Imported here so that a config error never pays for (or trips on) the provider SDKs.
     from components.platform import BanyanPlatform
 
-    BanyanPlatform("banyan", spec).export()
+    BanyanPlatform("banyan", spec, opts=provider_options(spec)).export()
+
+
+def provider_options(spec: PlatformSpec) -> pulumi.ResourceOptions | None:
+    """The program, not a component, makes the provider: components receive it through opts.
+
+    Docker uses the default provider (configured by `docker:host` or DOCKER_HOST); Kubernetes gets an
+    explicit one from `banyan:kubernetes`, so the cluster is chosen by the stack file, not by whatever
+    context is current on the machine running `pulumi up`.
+    """
+    if spec.target != "kubernetes":
+        return None
+    import pulumi_kubernetes as k8s
+
+    kube = spec.kubernetes
+    provider = k8s.Provider("kubernetes", kubeconfig=kube.kubeconfig, context=kube.context)
+    return pulumi.ResourceOptions(providers=[provider])

@@ -183,6 +183,19 @@ class BanyanMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+class PreviewMocks(pulumi.runtime.Mocks):
+    """What `pulumi preview` knows before anything exists: inputs, but no ids and no computed outputs.
+
+    Values that depend on them (a generated password, an id) stay unknown instead of taking a made-up value.
+    """
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        return "", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, also keeping each registration's inputs and options as sent."""
 
@@ -357,7 +370,11 @@ def render_program(program: Callable[[], None], raw_config: Mapping[str, str], *
 def render_stack(stack: str, *, set: Mapping[str, Any] | None = None,
                  project_dir: Path = PROJECT_DIR, preview: bool = False,
                  program: Callable[[], None] | None = None) -> Rendering:
-    """Render Pulumi.<stack>.yaml (plus what-if overrides) through the real stack program under mocks."""
+    """Render Pulumi.<stack>.yaml (plus what-if overrides) through the real stack program under mocks.
+
+    preview=False: as after `pulumi up` (ids and generated values are mock values, known).
+    preview=True: as `pulumi preview` sees it (values computed by providers are unknown).
+    """
     config = apply_sets(read_stack_file(stack, project_dir), set or {})
     raw, secret_keys = to_engine_config(config)
     if program is None:
@@ -365,7 +382,7 @@ def render_stack(stack: str, *, set: Mapping[str, Any] | None = None,
 
         program = main
     return render_program(program, raw, project=project_name(project_dir), stack=stack,
-                          secret_keys=secret_keys, preview=preview)
+                          secret_keys=secret_keys, preview=preview, mocks=PreviewMocks() if preview else None)
 
 
 def resolve_output(output: Any) -> Any:

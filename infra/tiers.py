@@ -22,6 +22,7 @@ Where each number comes from:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -326,6 +327,7 @@ def resolve(config: StackConfig, *, project: str, stack: str,
     shortfall = capacity.budget_shortfall(budget)
     if shortfall:
         r.problem("postgres.max_connections", pg_cfg.max_connections, shortfall)
+    _check_postgres_image(r, pg_cfg.image, pg_cfg.version)
     replicas = _pick(pg_cfg.replicas, p.postgres_replicas)
     pg_res = r.resources("postgres", "postgres", pg_cfg.resources)
     postgres = PostgresSpec(
@@ -448,6 +450,22 @@ def resolve(config: StackConfig, *, project: str, stack: str,
         budget=budget,
         warnings=tuple(r.warnings),
     ), []
+
+
+_OFFICIAL_POSTGRES = ("postgres", "library/postgres", "docker.io/library/postgres", "docker.io/postgres")
+
+
+def _check_postgres_image(r: _Resolver, image: str, version: int) -> None:
+    """The image's major version must be the one the config files are written for; on Kubernetes an
+    official image's tag must also name major.minor, which picks the CloudNativePG operand image."""
+    repository, _, tag = image.split("@", 1)[0].rpartition(":")
+    match = re.match(r"^(\d+)(?:\.(\d+))?", tag)
+    if match and int(match[1]) != version:
+        r.problem("postgres.image", image, f"the tag names PostgreSQL {match[1]} but banyan:postgres.version is "
+                  f"{version}; allowed: an image of PostgreSQL {version}, or set the version to match")
+    elif r.config.target == "kubernetes" and repository in _OFFICIAL_POSTGRES and not (match and match[2]):
+        r.problem("postgres.image", image, "on Kubernetes the tag must start with major.minor (e.g. "
+                  "postgres:16.9-alpine) to pick the matching CloudNativePG image")
 
 
 def _check_unique_names(r: _Resolver, gateway: GatewaySpec, services: tuple[ServiceSpec, ...],

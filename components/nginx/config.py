@@ -81,6 +81,7 @@ def render_nginx_conf(
     upstream_port: int,
     *,
     resolver: str | None = None,
+    peers: int | None = None,
 ) -> str:
     """A complete nginx.conf balancing over exactly `upstreams` (in the given order) on `upstream_port`.
 
@@ -93,7 +94,8 @@ def render_nginx_conf(
     dynamic = resolver is not None and supports_resolve(spec)
     if resolver is not None and not _HOST.match(resolver):
         raise ValueError(f"resolver must be a host name or IPv4 address: {resolver!r}")
-    tries = min(NEXT_UPSTREAM_TRIES, len(upstreams))
+    # One name can stand for many peers (a headless Service resolved at run time): `peers` says how many.
+    tries = min(NEXT_UPSTREAM_TRIES, peers or len(upstreams))
     server_params = f"max_fails={MAX_FAILS} fail_timeout={FAIL_TIMEOUT_S}s" + (" resolve" if dynamic else "")
     servers = [f"        server {host}:{upstream_port} {server_params};" for host in upstreams]
     resolver_lines = (

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
-import pulumi_docker as docker
 
 from components import docker_common
+from components.nginx import kubernetes
 from components.nginx.config import HEALTH_PATH, SHUTDOWN_TIMEOUT_S, render_nginx_conf
-from components.target import DockerTarget
+from components.target import KubernetesTarget, Target
 from infra.spec import NginxSpec
 
 TYPE = "banyan:index:NginxLoadBalancer"
@@ -35,7 +35,7 @@ class NginxLoadBalancer(pulumi.ComponentResource):
 
     public_url: str
     upstreams: list[str]
-    containers: list[docker.Container]
+    containers: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -44,12 +44,19 @@ class NginxLoadBalancer(pulumi.ComponentResource):
         *,
         upstreams: Sequence[str],
         upstream_port: int,
-        target: DockerTarget,
+        target: Target,
+        peers: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if not isinstance(target, DockerTarget):
-            raise NotImplementedError(f"NginxLoadBalancer supports the Docker target only, not {type(target).__name__}")
+        """`peers`: how many gateways the upstream names stand for (Kubernetes: one headless name)."""
         super().__init__(TYPE, name, None, opts)
+        self.upstreams = list(upstreams)
+        if isinstance(target, KubernetesTarget):
+            self.containers, self.public_url = kubernetes.build(
+                self, name, spec, upstreams=upstreams, upstream_port=upstream_port,
+                peers=peers or len(upstreams), target=target)
+            self.register_outputs({"public_url": self.public_url, "upstreams": self.upstreams})
+            return
 
         conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=DOCKER_DNS)
         # The spec allows one instance on Docker: a host port can be published once.
@@ -73,7 +80,6 @@ class NginxLoadBalancer(pulumi.ComponentResource):
         )
 
         self.public_url = f"http://localhost:{spec.public_port}"
-        self.upstreams = list(upstreams)
         self.containers = [container]
         self.register_outputs(
             {"public_url": self.public_url, "upstreams": self.upstreams, "containers": self.containers}

@@ -8,8 +8,10 @@ from components.postgres.config import (
     replica_entrypoint,
 )
 from components.postgres.docker import PostgresCluster
+from components.postgres.kubernetes import OPERATOR_NAMESPACE
 
 __all__ = [
+    "OPERATOR_NAMESPACE",
     "PostgresCluster",
     "health_command",
     "pg_hba_conf",

@@ -97,14 +97,17 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def slot_wal_cap_mib(spec: PostgresSpec) -> int:
+    """WAL retained for replication slots, capped at a quarter of the planned volume: a replica gone for
+    good (or scaled away with its slot left behind) then costs bounded disk, not the primary itself."""
+    return max(1024, spec.storage_gib * 1024 // 4)
+
+
 def postgresql_conf(spec: PostgresSpec, replica: int | None = None) -> str:
     """postgresql.conf for one instance. Primary and replicas share every setting but cluster_name:
     a hot standby needs max_connections, max_wal_senders ... at least the primary's, and a replica
     may be promoted later."""
     _check_version(spec.version)
-    # Retained WAL for slots is capped at a quarter of the planned volume: a replica gone for good
-    # (or scaled away with its slot left behind) then costs bounded disk, not the primary itself.
-    slot_wal_cap_mib = max(1024, spec.storage_gib * 1024 // 4)
     lines = [
         f"# PostgreSQL {spec.version}, {instance_name(spec, replica)}; rendered from the stack spec.",
         "",
@@ -125,7 +128,7 @@ def postgresql_conf(spec: PostgresSpec, replica: int | None = None) -> str:
         "wal_level = replica",
         f"max_wal_senders = {spec.max_wal_senders}",
         f"max_replication_slots = {spec.max_replication_slots}",
-        f"max_slot_wal_keep_size = {slot_wal_cap_mib}MB",
+        f"max_slot_wal_keep_size = {slot_wal_cap_mib(spec)}MB",
         "hot_standby = on",
         # Replicas serve reads: without feedback the primary's vacuum cancels their long queries.
         "hot_standby_feedback = on",

@@ -1,4 +1,5 @@
-"""PostgreSQL on the Docker target: a primary and N streaming read replicas of the official image."""
+"""PostgresCluster: on Docker a primary and N streaming read replicas of the official image; on Kubernetes
+the same spec through CloudNativePG (components/postgres/kubernetes.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import docker_common as dc
+from components.postgres import kubernetes
 from components.postgres.config import (
     APP_PASSWORD_ENV,
     CONF_PATH,
@@ -23,7 +25,7 @@ from components.postgres.config import (
     server_command,
 )
 from components.secrets import PostgresPasswords
-from components.target import DockerTarget
+from components.target import DockerTarget, KubernetesTarget, Target
 from infra.spec import PostgresSpec
 
 TYPE = "banyan:index:PostgresCluster"
@@ -38,6 +40,7 @@ class PostgresCluster(pulumi.ComponentResource):
     """One primary and `spec.replicas` hot standbys streaming from it, each through its own slot.
 
     Applications write to `primary_host` and may read from `replica_hosts`, as `user` on `database`.
+    `containers` are what dependants wait for: the containers (Docker), the Cluster and Pooler (Kubernetes).
     """
 
     primary_host: str
@@ -45,7 +48,7 @@ class PostgresCluster(pulumi.ComponentResource):
     port: int
     database: str
     user: str
-    containers: list[docker.Container]
+    containers: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -53,13 +56,38 @@ class PostgresCluster(pulumi.ComponentResource):
         spec: PostgresSpec,
         *,
         passwords: PostgresPasswords,
-        target: DockerTarget,
+        target: Target,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if not isinstance(target, DockerTarget):
-            raise NotImplementedError(f"PostgresCluster supports the Docker target only, not {type(target).__name__}")
+        if not isinstance(target, (DockerTarget, KubernetesTarget)):
+            raise TypeError(f"PostgresCluster builds for a DockerTarget or a KubernetesTarget, "
+                            f"not {type(target).__name__}")
         super().__init__(TYPE, name, None, opts)
+        self.port = spec.port
+        self.database = spec.database
+        self.user = spec.user
+        if isinstance(target, KubernetesTarget):
+            built = kubernetes.build(self, name, spec, passwords=passwords, target=target)
+            self.primary_host = built.primary_host
+            self.replica_hosts = built.replica_hosts
+            self.containers = built.resources
+        else:
+            self.primary_host = spec.primary_name
+            self.replica_hosts = list(spec.replica_names)
+            self.containers = self._docker(name, spec, passwords, target)
+        self.register_outputs(
+            {
+                "primary_host": self.primary_host,
+                "replica_hosts": self.replica_hosts,
+                "port": self.port,
+                "database": self.database,
+                "user": self.user,
+                "containers": self.containers,
+            }
+        )
 
+    def _docker(self, name: str, spec: PostgresSpec, passwords: PostgresPasswords,
+                target: DockerTarget) -> list[pulumi.Resource]:
         layout = data_layout(spec.version)
         # PGDATA is set even where it equals the image default: the replica entrypoint seeds into it.
         # PGPORT makes the image's socket-only init server, psql and pg_isready use the spec's port.
@@ -128,19 +156,4 @@ class PostgresCluster(pulumi.ComponentResource):
                 )
             )
 
-        self.primary_host = spec.primary_name
-        self.replica_hosts = list(spec.replica_names)
-        self.port = spec.port
-        self.database = spec.database
-        self.user = spec.user
-        self.containers = [primary, *replicas]
-        self.register_outputs(
-            {
-                "primary_host": self.primary_host,
-                "replica_hosts": self.replica_hosts,
-                "port": self.port,
-                "database": self.database,
-                "user": self.user,
-                "containers": self.containers,
-            }
-        )
+        return [primary, *replicas]

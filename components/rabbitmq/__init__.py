@@ -1,6 +1,17 @@
-"""The RabbitMQ cluster: quorum queues by default, nodes clustered by classic-config peer discovery."""
+"""The RabbitMQ cluster, quorum queues by default: Docker nodes cluster by classic config, Kubernetes by operator."""
 
-from components.rabbitmq.config import render_enabled_plugins, render_entrypoint, render_rabbitmq_conf
+from components.rabbitmq.config import (
+    render_enabled_plugins,
+    render_entrypoint,
+    render_operator_config,
+    render_rabbitmq_conf,
+)
 from components.rabbitmq.docker import RabbitMQCluster
 
-__all__ = ["RabbitMQCluster", "render_enabled_plugins", "render_entrypoint", "render_rabbitmq_conf"]
+__all__ = [
+    "RabbitMQCluster",
+    "render_enabled_plugins",
+    "render_entrypoint",
+    "render_operator_config",
+    "render_rabbitmq_conf",
+]

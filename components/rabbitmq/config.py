@@ -1,4 +1,4 @@
-"""RabbitMQ's files, rendered from the spec alone: rabbitmq.conf, enabled_plugins and the cookie entrypoint."""
+"""RabbitMQ's configuration, rendered from the spec alone: Docker nodes' files and the operator's additionalConfig."""
 
 from __future__ import annotations
 
@@ -52,40 +52,88 @@ def disk_free_limit_mib(spec: RabbitMQSpec) -> int:
     return min(max(spec.resources.limits.memory_mib, 512), spec.storage_gib * 1024 // 2)
 
 
-def render_rabbitmq_conf(spec: RabbitMQSpec) -> str:
-    """rabbitmq.conf in the new (sysctl) format; only keys that RabbitMQ `spec.version` reads."""
-    lines = [
-        f"# Rendered by banyan for RabbitMQ {spec.version}; every key below is one that version reads.",
-        "",
-        "# Every node lists every node: a fresh node joins whichever listed peer is up, so start order is free.",
-        "cluster_formation.peer_discovery_backend = classic_config",
-        *(f"cluster_formation.classic_config.nodes.{i} = {n}" for i, n in enumerate(node_names(spec), start=1)),
-        f"cluster_partition_handling = {partition_handling(spec.nodes)}",
-        "",
-        f"listeners.tcp.default = {spec.port}",
-        f"management.tcp.port = {spec.management_port}",
-        "",
-        "# There is no guest user: the only user is the admin from RABBITMQ_DEFAULT_USER / RABBITMQ_DEFAULT_PASS.",
+def guest_settings(default_user_source: str) -> list[str]:
+    """No guest user exists; one created by hand would still be confined to the node's loopback."""
+    return [
+        f"# There is no guest user: the only user is the admin from {default_user_source}.",
         "# Should a guest ever be created by hand, it still may only connect from the node itself.",
         "loopback_users.guest = true",
-        "",
+    ]
+
+
+def alarm_settings(spec: RabbitMQSpec) -> list[str]:
+    """Memory and disk alarms, sized from the spec's limit and volume."""
+    return [
         "# Publishers block at this mark, well below the container's memory limit (Erlang's GC needs headroom).",
         f"vm_memory_high_watermark.absolute = {spec.memory_high_watermark_mib}MiB",
         f"disk_free_limit.absolute = {disk_free_limit_mib(spec)}MiB",
     ]
+
+
+def queue_type_settings(spec: RabbitMQSpec) -> list[str]:
+    """Quorum as the node-wide default, only where the version reads the key (empty otherwise)."""
     if spec.default_queue_type == "quorum" and supports_node_default_queue_type(spec):
-        lines += [
-            "",
+        return [
             "# Queues declared without x-queue-type become quorum queues (replicated, Raft).",
             "default_queue_type = quorum",
         ]
-    lines += [
-        "",
-        "# Logs go to standard output (docker logs); a file inside the container would only grow.",
+    return []
+
+
+def log_settings(viewer: str) -> list[str]:
+    return [
+        f"# Logs go to standard output ({viewer}); a file inside the container would only grow.",
         "log.console = true",
         "log.console.level = info",
         "log.file = false",
     ]
+
+
+def _blocks(*blocks: list[str]) -> list[str]:
+    """Non-empty blocks separated by one blank line."""
+    lines: list[str] = []
+    for block in blocks:
+        if block:
+            lines += [*([""] if lines else []), *block]
+    return lines
+
+
+def render_rabbitmq_conf(spec: RabbitMQSpec) -> str:
+    """rabbitmq.conf in the new (sysctl) format; only keys that RabbitMQ `spec.version` reads."""
+    lines = _blocks(
+        [f"# Rendered by banyan for RabbitMQ {spec.version}; every key below is one that version reads."],
+        [
+            "# Every node lists every node: a fresh node joins whichever listed peer is up, so start order is free.",
+            "cluster_formation.peer_discovery_backend = classic_config",
+            *(f"cluster_formation.classic_config.nodes.{i} = {n}" for i, n in enumerate(node_names(spec), start=1)),
+            f"cluster_partition_handling = {partition_handling(spec.nodes)}",
+        ],
+        [f"listeners.tcp.default = {spec.port}", f"management.tcp.port = {spec.management_port}"],
+        guest_settings("RABBITMQ_DEFAULT_USER / RABBITMQ_DEFAULT_PASS"),
+        alarm_settings(spec),
+        queue_type_settings(spec),
+        log_settings("docker logs"),
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_operator_config(spec: RabbitMQSpec) -> str:
+    """`spec.rabbitmq.additionalConfig` of a RabbitmqCluster: the Docker file's broker settings that apply under
+    the RabbitMQ Cluster Operator. The operator owns peer discovery (Kubernetes API) and the listeners (5672,
+    15672); this text lands in conf.d/90-userDefinedConfiguration.conf, after the operator's defaults
+    (10-operatorDefaults.conf, e.g. its 2GB disk limit and pause_minority) and the image's own conf.d, so every
+    key here wins."""
+    lines = _blocks(
+        [f"# Rendered by banyan for RabbitMQ {spec.version}; every key below is one that version reads."],
+        [
+            "# pause_minority needs a majority to exist; 1 node: nothing to pause, 2 nodes: autoheal.",
+            f"cluster_partition_handling = {partition_handling(spec.nodes)}",
+        ],
+        guest_settings("the default-user Secret (conf.d/11-default_user.conf)"),
+        alarm_settings(spec),
+        queue_type_settings(spec),
+        log_settings("kubectl logs"),
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -1,11 +1,11 @@
-"""The RabbitMQ cluster on the Docker target: one container per node, clustered by classic-config peer discovery."""
+"""The RabbitMQ cluster component; on Docker one container per node, clustered by classic-config peer discovery."""
 
 from __future__ import annotations
 
 import pulumi
-import pulumi_docker as docker
 
 from components import docker_common
+from components.rabbitmq import kubernetes
 from components.rabbitmq.config import (
     CONF_PATH,
     COOKIE_ENV,
@@ -19,7 +19,7 @@ from components.rabbitmq.config import (
     render_rabbitmq_conf,
 )
 from components.secrets import RabbitMQCredentials
-from components.target import DockerTarget
+from components.target import DockerTarget, KubernetesTarget, Target
 from infra.spec import RabbitMQSpec
 
 TYPE = "banyan:index:RabbitMQCluster"
@@ -41,14 +41,15 @@ STOP_TIMEOUT_S = 60
 
 
 class RabbitMQCluster(pulumi.ComponentResource):
-    """`spec.nodes` RabbitMQ nodes that form one cluster by themselves; the management UI is optionally
-    published on the host's loopback (node 1 only)."""
+    """`spec.nodes` RabbitMQ nodes that form one cluster. Docker: the nodes cluster by themselves and the
+    management UI is optionally published on the host's loopback (node 1 only). Kubernetes: a RabbitmqCluster of
+    the RabbitMQ Cluster Operator; `hosts` is its client Service and `containers` the RabbitmqCluster."""
 
     hosts: list[str]
     port: int
     management_port: int
     management_url: str | None
-    containers: list[docker.Container]
+    containers: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -56,12 +57,21 @@ class RabbitMQCluster(pulumi.ComponentResource):
         spec: RabbitMQSpec,
         *,
         credentials: RabbitMQCredentials,
-        target: DockerTarget,
+        target: Target,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if not isinstance(target, DockerTarget):
-            raise NotImplementedError(f"RabbitMQCluster supports the Docker target only, not {type(target).__name__}")
+        if not isinstance(target, (DockerTarget, KubernetesTarget)):
+            raise NotImplementedError(f"RabbitMQCluster builds for Docker or Kubernetes, not {type(target).__name__}")
         super().__init__(TYPE, name, None, opts)
+        self.port = spec.port
+        self.management_port = spec.management_port
+        if isinstance(target, KubernetesTarget):
+            self.containers = [kubernetes.build(self, name, spec, credentials=credentials, target=target)]
+            self.hosts = [kubernetes.client_service_name(spec)]
+            # The management UI stays inside the cluster (`kubectl port-forward svc/rabbitmq 15672`).
+            self.management_url = None
+            self._register()
+            return
 
         uploads = [
             docker_common.Upload(CONF_PATH, render_rabbitmq_conf(spec)),
@@ -114,11 +124,12 @@ class RabbitMQCluster(pulumi.ComponentResource):
             )
 
         self.hosts = list(spec.instance_names)
-        self.port = spec.port
-        self.management_port = spec.management_port
         self.management_url = (
             f"http://127.0.0.1:{spec.management_host_port}" if spec.management_host_port is not None else None
         )
+        self._register()
+
+    def _register(self) -> None:
         self.register_outputs({
             "hosts": self.hosts,
             "port": self.port,

@@ -1,4 +1,5 @@
-"""Redis on the Docker target: one container and volume per node, plus a one-shot cluster-creation step."""
+"""RedisCluster, and its Docker build: one container and volume per node, plus a one-shot cluster-creation
+step. The Kubernetes build is in kubernetes.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import docker_common
+from components.redis import kubernetes
 from components.redis.config import (
     CLI_AUTH_ENV,
     CONF_PATH,
@@ -21,7 +23,7 @@ from components.redis.config import (
     start_script,
 )
 from components.secrets import RedisCredentials
-from components.target import DockerTarget
+from components.target import DockerTarget, KubernetesTarget, Target
 from infra.spec import RedisSpec
 
 TYPE = "banyan:index:RedisCluster"
@@ -46,8 +48,9 @@ class RedisCluster(pulumi.ComponentResource):
     port: int
     mode: str
     # The nodes and, in cluster mode, the creation step: depending on all of them waits for a cluster
-    # that serves every slot, not just for nodes that answer PING.
-    containers: list[docker.Container]
+    # that serves every slot, not just for nodes that answer PING. Docker: the containers; Kubernetes: the
+    # StatefulSet and the Job.
+    containers: list[pulumi.CustomResource]
     # True once the cluster is known to be formed; raises (failing `pulumi up` with the step's log)
     # when the creation step exited non-zero. Resources that take it as an input are never created
     # against a broken cluster.
@@ -59,12 +62,19 @@ class RedisCluster(pulumi.ComponentResource):
         spec: RedisSpec,
         *,
         credentials: RedisCredentials,
-        target: DockerTarget,
+        target: Target,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if not isinstance(target, DockerTarget):
-            raise NotImplementedError(f"RedisCluster supports the Docker target only, not {type(target).__name__}")
+        if not isinstance(target, DockerTarget | KubernetesTarget):
+            raise NotImplementedError(f"RedisCluster builds for Docker or Kubernetes, not {type(target).__name__}")
         super().__init__(TYPE, name, None, opts)
+        self.port = spec.port
+        self.mode = spec.mode
+        if isinstance(target, KubernetesTarget):
+            built = kubernetes.build(self, name, spec, credentials=credentials, target=target)
+            self.hosts, self.containers, self.ready = built.hosts, built.containers, built.ready
+            self._register()
+            return
 
         env: dict[str, pulumi.Input[str]] = {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password}
         start = start_script(spec)
@@ -95,8 +105,6 @@ class RedisCluster(pulumi.ComponentResource):
             )
 
         self.hosts = list(spec.instance_names)
-        self.port = spec.port
-        self.mode = spec.mode
         if spec.mode == "cluster":
             create = _create_step(name, spec, credentials, target, nodes, self)
             self.containers = [*nodes, create]
@@ -104,8 +112,11 @@ class RedisCluster(pulumi.ComponentResource):
                 lambda args: _created(args[0], args[1], args[2])
             )
         else:
-            self.containers = nodes
+            self.containers = list(nodes)
             self.ready = pulumi.Output.from_input(True)
+        self._register()
+
+    def _register(self) -> None:
         self.register_outputs(
             {
                 "hosts": self.hosts,

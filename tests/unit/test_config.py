@@ -72,6 +72,8 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("env var banyan sets itself", {"services[0].env": {"DATABASE_URL": "postgres://x"}},
      "banyan:services[0].env.DATABASE_URL", "set by banyan"),
     ("unquoted version (YAML reads 3.10 as 3.1)", {"rabbitmq.version": 3.10}, "banyan:rabbitmq.version", "quoted"),
+    ("image of another PostgreSQL major", {"postgres.image": "postgres:15.8-alpine"}, "banyan:postgres.image",
+     "names PostgreSQL 15 but banyan:postgres.version is 16"),
     ("fractional instance count", {"gateway.instances": 2.5}, "banyan:gateway.instances", "fractional"),
 ]
 

@@ -111,9 +111,3 @@ def test_container_inputs_are_in_the_provider_schema(
     schema = json.loads(shared_file("schemas", "pulumi-docker", "schema.json").read_text())
     allowed = schema["resources"][CONTAINER]["inputProperties"]
     assert set(the_container(rendering).inputs) <= set(allowed)
-
-
-def test_other_targets_are_not_built_yet() -> None:
-    spec = spec_for()
-    with pytest.raises(NotImplementedError):
-        NginxLoadBalancer("nginx", spec.nginx, upstreams=UPSTREAMS, upstream_port=PORT, target=object())  # type: ignore[arg-type]

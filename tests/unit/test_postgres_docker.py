@@ -135,12 +135,12 @@ def test_two_renders_are_identical() -> None:
     assert {c.name: c.inputs for c in first.resources} == {c.name: c.inputs for c in second.resources}
 
 
-def test_other_targets_are_not_built_yet() -> None:
+def test_other_targets_are_refused() -> None:
     spec = spec_for("dev")
 
     def program() -> None:
         secrets = PlatformSecrets("secrets")
         PostgresCluster(NAME, spec.postgres, passwords=secrets.postgres, target=object())  # type: ignore[arg-type]
 
-    with pytest.raises(Exception, match="Docker target only"):
+    with pytest.raises(Exception, match="DockerTarget or a KubernetesTarget"):
         render_program(program, {}, project=spec.project, stack=spec.stack)

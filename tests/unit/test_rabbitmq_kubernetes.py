@@ -1,0 +1,345 @@
+"""The Kubernetes RabbitMQ cluster under Pulumi's mocks: a RabbitmqCluster that validates against the operator's
+CRD, the operator's pinned Helm release, the admin as a Secret only, stable identity across tiers."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from components.rabbitmq import RabbitMQCluster
+from components.rabbitmq import kubernetes as rk
+from components.rabbitmq.config import render_operator_config, render_rabbitmq_conf
+from components.rabbitmq.docker import TYPE
+from components.secrets import PlatformSecrets
+from components.target import KubernetesTarget
+from infra.k8s_check import builtin_problems, crd_problems
+from infra.spec import PlatformSpec, RabbitMQSpec
+from infra.testing import RecordedResource, Rendering, Secret, mock_secret_value, render_program, unwrap, walk_plain
+from tests.helpers import shared_file, spec_for
+
+CLUSTER = "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SECRET = "kubernetes:core/v1:Secret"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+TIERS = ("small", "medium", "large")
+
+
+def render(spec: PlatformSpec) -> tuple[Rendering, dict[str, Any]]:
+    seen: dict[str, Any] = {}
+
+    def program() -> None:
+        root = pulumi.ComponentResource("banyan:index:Test", "root")
+        child = pulumi.ResourceOptions(parent=root)
+        secrets = PlatformSecrets("secrets", opts=child)
+        namespace = k8s.core.v1.Namespace(
+            "ns", metadata=k8s.meta.v1.ObjectMetaArgs(name=spec.kubernetes.namespace), opts=child)
+        target = KubernetesTarget(spec=spec, namespace=namespace, parent=root, name="platform")
+        cluster = RabbitMQCluster("platform-rabbitmq", spec.rabbitmq, credentials=secrets.rabbitmq, target=target,
+                                  opts=child)
+        seen.update(hosts=cluster.hosts, port=cluster.port, management_port=cluster.management_port,
+                    management_url=cluster.management_url, containers=cluster.containers)
+
+    return render_program(program, {}, project="banyan", stack="prod"), seen
+
+
+@cache
+def rendered(tier: str = "large", **sets: Any) -> tuple[PlatformSpec, Rendering, dict[str, Any]]:
+    spec = spec_for("prod", tier=tier, **sets)
+    rendering, seen = render(spec)
+    return spec, rendering, seen
+
+
+def the_cluster(rendering: Rendering) -> RecordedResource:
+    (cluster,) = rendering.of_type(CLUSTER)
+    return cluster
+
+
+def cluster_body(rendering: Rendering) -> dict[str, Any]:
+    body: dict[str, Any] = the_cluster(rendering).plain_inputs["spec"]
+    return body
+
+
+def conf_pairs(conf: str) -> dict[str, str]:
+    pairs: list[tuple[str, str]] = []
+    for line in conf.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, sep, value = line.partition(" = ")
+            assert sep, f"not a `key = value` line: {line!r}"
+            pairs.append((key, value))
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), f"duplicate keys: {keys}"
+    return dict(pairs)
+
+
+def mq(**update: Any) -> RabbitMQSpec:
+    return spec_for("prod").rabbitmq.model_copy(update=update)
+
+
+# ---- the custom resource ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_cluster_validates_against_the_operator_crd(tier: str) -> None:
+    crd_dir = shared_file("schemas", "crds")
+    _, rendering, _ = rendered(tier)
+    assert crd_problems(the_cluster(rendering).inputs, crd_dir) == []
+
+
+def test_the_crd_check_can_fail() -> None:
+    crd_dir = shared_file("schemas", "crds")
+    _, rendering, _ = rendered("medium")
+    inputs = unwrap(the_cluster(rendering).inputs)
+    inputs["spec"]["persistence"]["storageClass"] = "fast"  # the field is storageClassName
+    inputs["spec"]["replicas"] = "3"
+    problems = crd_problems(inputs, crd_dir)
+    assert any("storageClass" in p for p in problems) and any(p.startswith("spec.replicas") for p in problems)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_built_in_objects_validate_strictly(tier: str) -> None:
+    _, rendering, _ = rendered(tier)
+    builtins = [r for r in rendering.resources
+                if r.custom and r.type.startswith("kubernetes:") and r.type not in (CLUSTER, RELEASE)]
+    assert {r.type for r in builtins} >= {SECRET, PDB}
+    assert {r.name: builtin_problems(r.inputs) for r in builtins if builtin_problems(r.inputs)} == {}
+
+
+@pytest.mark.parametrize(("tier", "nodes"), [("small", 1), ("medium", 3), ("large", 5)])
+def test_replicas_resources_image_and_storage_follow_the_tier(tier: str, nodes: int) -> None:
+    spec, rendering, _ = rendered(tier)
+    mq_spec = spec.rabbitmq
+    body = cluster_body(rendering)
+    assert body["replicas"] == mq_spec.nodes == nodes
+    assert body["image"] == mq_spec.image
+    limits, requests = mq_spec.resources.limits, mq_spec.resources.requests
+    assert body["resources"] == {
+        "limits": {"cpu": f"{limits.cpu_millis}m", "memory": f"{limits.memory_mib}Mi"},
+        "requests": {"cpu": f"{requests.cpu_millis}m", "memory": f"{requests.memory_mib}Mi"},
+    }
+    assert body["persistence"] == {"storage": f"{mq_spec.storage_gib}Gi"}
+
+
+def test_the_cluster_is_named_for_its_part_in_the_stack_namespace() -> None:
+    spec, rendering, _ = rendered()
+    metadata = the_cluster(rendering).plain_inputs["metadata"]
+    assert metadata["name"] == spec.rabbitmq.name == "rabbitmq"
+    assert metadata["namespace"] == spec.kubernetes.namespace
+    assert the_cluster(rendering).inputs["apiVersion"] == "rabbitmq.com/v1beta1"
+    assert the_cluster(rendering).inputs["kind"] == "RabbitmqCluster"
+
+
+def test_storage_class_comes_from_the_stack() -> None:
+    _, rendering, _ = rendered("medium", kubernetes__storage_class="fast-ssd")
+    assert cluster_body(rendering)["persistence"] == {"storage": "20Gi", "storageClassName": "fast-ssd"}
+
+
+def test_without_persistence_the_operator_gets_storage_zero() -> None:
+    crd_dir = shared_file("schemas", "crds")
+    _, rendering, _ = rendered("medium", rabbitmq__persistence=False, kubernetes__storage_class="fast-ssd")
+    assert cluster_body(rendering)["persistence"] == {"storage": "0Gi"}
+    assert crd_problems(the_cluster(rendering).inputs, crd_dir) == []
+
+
+# ---- configuration -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_additional_config_carries_the_docker_broker_settings(tier: str) -> None:
+    spec, rendering, _ = rendered(tier)
+    conf = cluster_body(rendering)["rabbitmq"]["additionalConfig"]
+    assert conf == render_operator_config(spec.rabbitmq)
+    operator = conf_pairs(conf)
+    docker = conf_pairs(render_rabbitmq_conf(spec.rabbitmq))
+    # Every key is one the Docker file also sets (and the server tests boot), with the same value.
+    assert {k: docker.get(k) for k in operator} == operator
+    assert operator["loopback_users.guest"] == "true"
+    assert operator["default_queue_type"] == "quorum"
+    assert operator["cluster_partition_handling"] == ("ignore" if spec.rabbitmq.nodes == 1 else "pause_minority")
+    assert operator["vm_memory_high_watermark.absolute"] == f"{spec.rabbitmq.memory_high_watermark_mib}MiB"
+    assert "disk_free_limit.absolute" in operator
+    # Peer discovery and listeners are the operator's; the admin comes from the Secret, never from this text.
+    assert not [k for k in operator if k.startswith(("cluster_formation", "listeners", "management.",
+                                                     "default_user", "default_pass"))]
+
+
+def test_quorum_default_only_where_the_version_reads_it() -> None:
+    assert "default_queue_type" not in conf_pairs(render_operator_config(mq(default_queue_type="classic")))
+    assert "default_queue_type" not in conf_pairs(render_operator_config(mq(version="3.12")))
+    assert conf_pairs(render_operator_config(mq(version="4.1")))["default_queue_type"] == "quorum"
+
+
+@pytest.mark.parametrize(
+    ("image", "version", "legacy"),
+    [
+        ("rabbitmq:3.13.7-management-alpine", "3.13", True),
+        ("rabbitmq:4.1.3-management", "4.1", True),
+        ("rabbitmq:4.2.3-management", "4.2", True),
+        ("rabbitmq:4.2.4-management", "4.2", False),
+        ("rabbitmq:4.2-management", "4.2", True),
+        ("rabbitmq:4.3.2-management-alpine@sha256:" + "0" * 64, "4.3", False),
+        ("registry.example.com:5000/rabbitmq:4.3", "4.3", False),
+    ],
+)
+def test_old_brokers_get_the_legacy_startup_probe(image: str, version: str, legacy: bool) -> None:
+    annotations = rk.cluster_annotations(mq(image=image, version=version))
+    assert (annotations.get(rk.LEGACY_STARTUP_PROBE) == "true") is legacy
+    assert annotations["pulumi.com/waitFor"] == "condition=AllReplicasReady"
+
+
+def test_the_default_image_is_annotated_for_the_legacy_probe() -> None:
+    spec, rendering, _ = rendered()
+    assert spec.rabbitmq.image.startswith("rabbitmq:3.13.")
+    assert the_cluster(rendering).plain_inputs["metadata"]["annotations"][rk.LEGACY_STARTUP_PROBE] == "true"
+
+
+def test_ports_other_than_the_operators_are_refused() -> None:
+    spec = spec_for("prod")
+    namespace: Any = None
+    target = KubernetesTarget(spec=spec, namespace=namespace, parent=namespace, name="platform")
+    with pytest.raises(ValueError, match="5672/15672"):
+        rk.cluster_spec(spec.rabbitmq.model_copy(update={"port": 5673}), target)
+
+
+# ---- credentials -------------------------------------------------------------------------------------------------
+
+def test_the_admin_comes_from_a_secret_the_cluster_points_at() -> None:
+    spec, rendering, _ = rendered()
+    (secret,) = rendering.of_type(SECRET)
+    assert secret.inputs["metadata"]["name"] == "rabbitmq-default-user"
+    assert cluster_body(rendering)["secretBackend"] == {"externalSecret": {"name": "rabbitmq-default-user"}}
+    data = secret.inputs["stringData"]
+    assert isinstance(data, Secret) or all(isinstance(v, Secret) for v in data.values())
+    password = mock_secret_value("secrets-rabbitmq-admin")
+    plain = unwrap(data)
+    assert plain["default_user.conf"] == f"default_user = banyan-admin\ndefault_pass = {password}\n"
+    assert plain["username"] == "banyan-admin" and plain["password"] == password
+    assert plain["host"] == f"rabbitmq.{spec.kubernetes.namespace}.svc" and plain["port"] == "5672"
+    assert secret.urn in the_cluster(rendering).depends_on, "pods mount the Secret: it must exist first"
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_no_secret_value_in_any_plain_input(tier: str) -> None:
+    _, rendering, _ = rendered(tier)
+    leaks = [(r.name, path) for r in rendering.resources for path, value in walk_plain(r.inputs)
+             if isinstance(value, str) and "mocksecret" in value]
+    assert leaks == []
+    conf = conf_pairs(cluster_body(rendering)["rabbitmq"]["additionalConfig"])
+    assert [k for k in conf if "guest" in k] == ["loopback_users.guest"]
+    assert "guest" not in conf.values()
+
+
+def test_the_operator_keeps_its_own_erlang_cookie() -> None:
+    _, rendering, _ = rendered()
+    names = [r.inputs["metadata"]["name"] for r in rendering.of_type(SECRET)]
+    assert "rabbitmq-erlang-cookie" not in names, "the operator would adopt it and fight Pulumi over its labels"
+
+
+# ---- pods: labels, spread, disruption ----------------------------------------------------------------------------
+
+def test_pods_carry_the_selector_labels_and_spread_over_nodes() -> None:
+    spec, rendering, _ = rendered()
+    selector = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/instance": spec.stack}
+    template = cluster_body(rendering)["override"]["statefulSet"]["spec"]["template"]
+    # The operator labels pods app.kubernetes.io/name=<cluster name>; the override adds the instance label.
+    assert template["metadata"]["labels"] == selector
+    assert selector["app.kubernetes.io/name"] == the_cluster(rendering).plain_inputs["metadata"]["name"]
+    (spread,) = template["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["labelSelector"]["matchLabels"] == selector
+    assert template["spec"]["containers"] == []
+    (pdb,) = rendering.of_type(PDB)
+    assert pdb.inputs["spec"]["selector"]["matchLabels"] == selector
+    assert pdb.inputs["spec"]["maxUnavailable"] == 1
+
+
+def test_the_override_leaves_the_statefulset_identity_to_the_operator() -> None:
+    for tier in TIERS:
+        _, rendering, _ = rendered(tier)
+        sts = cluster_body(rendering)["override"]["statefulSet"]
+        assert set(sts) == {"spec"} and set(sts["spec"]) == {"template"}, "selector/serviceName/PVCs are immutable"
+
+
+# ---- the operator ------------------------------------------------------------------------------------------------
+
+def test_the_operator_is_installed_from_the_pinned_chart_and_the_cluster_waits_for_it() -> None:
+    _, rendering, _ = rendered()
+    (release,) = rendering.of_type(RELEASE)
+    inputs = release.plain_inputs
+    assert inputs["chart"] == "oci://registry-1.docker.io/cloudpirates/rabbitmq-cluster-operator"
+    assert inputs["version"] == rk.CHART_VERSION == "0.4.0"
+    assert inputs["namespace"] == rk.OPERATOR_NAMESPACE == "rabbitmq-system"
+    assert inputs["createNamespace"] is True
+    assert inputs["name"] == "rabbitmq-cluster-operator"
+    assert inputs["values"] == {"msgTopologyOperator": {"enabled": False}}
+    assert release.urn in the_cluster(rendering).depends_on
+    assert release.retain_on_delete, "uninstalling the operator could take its CRD and every cluster along"
+    assert release.protect
+
+
+def test_no_operator_when_the_cluster_runs_one() -> None:
+    _, rendering, _ = rendered("large", kubernetes__install_operators=False)
+    assert rendering.of_type(RELEASE) == []
+    cluster = the_cluster(rendering)
+    (namespace,) = rendering.of_type(NAMESPACE)
+    (secret,) = rendering.of_type(SECRET)
+    assert set(cluster.depends_on) == {namespace.urn, secret.urn}
+
+
+# ---- lifecycle ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_the_cluster_and_its_secret_are_retained_and_protected_as_the_stack_says(protect: bool) -> None:
+    _, rendering, _ = rendered("medium", protect=protect)
+    for resource in (the_cluster(rendering), *rendering.of_type(SECRET)):
+        assert resource.retain_on_delete
+        assert resource.protect is protect
+    (namespace,) = rendering.of_type(NAMESPACE)
+    assert namespace.urn in the_cluster(rendering).depends_on
+
+
+def test_a_tier_change_replaces_nothing() -> None:
+    """A RabbitmqCluster is replaced only when its identity changes; the operator recreates the StatefulSet only
+    for its selector, serviceName or claim templates (which it owns). Storage may grow (the operator expands the
+    claims); the operator cannot shrink volumes nor scale down, so both only grow from tier to tier."""
+    identities, storage, replicas = set(), [], []
+    for tier in TIERS:
+        _, rendering, _ = rendered(tier)
+        cluster = the_cluster(rendering)
+        metadata = cluster.plain_inputs["metadata"]
+        body = cluster_body(rendering)
+        identities.add((cluster.inputs["apiVersion"], cluster.inputs["kind"], metadata["name"],
+                        metadata["namespace"], cluster.name, body["persistence"].get("storageClassName"),
+                        str(body["secretBackend"]), str(body["override"]["statefulSet"]["spec"]["template"])))
+        storage.append(int(body["persistence"]["storage"].removesuffix("Gi")))
+        replicas.append(body["replicas"])
+        assert cluster.replace_on_changes == () and not cluster.delete_before_replace
+    assert len(identities) == 1
+    assert storage == sorted(storage) and replicas == sorted(replicas)
+
+
+def test_rendering_twice_gives_identical_inputs() -> None:
+    spec = spec_for("prod", tier="medium")
+    first, _ = render(spec)
+    second, _ = render(spec)
+    def inputs(rendering: Rendering) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(r.type, r.name): r.inputs for r in rendering.resources}
+
+    assert inputs(first) == inputs(second)
+
+
+# ---- outputs -----------------------------------------------------------------------------------------------------
+
+def test_outputs_name_the_client_service() -> None:
+    _, rendering, seen = rendered()
+    (component,) = rendering.of_type(TYPE)
+    assert seen["hosts"] == component.outputs["hosts"] == ["rabbitmq"]
+    assert seen["port"] == component.outputs["port"] == 5672
+    assert seen["management_port"] == component.outputs["management_port"] == 15672
+    assert seen["management_url"] is None and component.outputs.get("management_url") is None
+    assert len(seen["containers"]) == len(component.outputs["containers"]) == 1
+    for child in rendering.children(component):
+        assert child.name.startswith("platform-rabbitmq-")
