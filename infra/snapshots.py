@@ -1,0 +1,28 @@
+"""Golden snapshots of every stack (tests/snapshots/<stack>.txt): `python -m infra.snapshots` rewrites them."""
+
+from __future__ import annotations
+
+from infra.plan import render_snapshot
+from infra.testing import PROJECT_DIR, render_stack
+
+SNAPSHOT_DIR = PROJECT_DIR / "tests" / "snapshots"
+
+
+def stacks() -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
+
+
+def snapshot(stack: str) -> str:
+    return render_snapshot(render_stack(stack, preview=True))
+
+
+def main() -> None:
+    SNAPSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    for stack in stacks():
+        path = SNAPSHOT_DIR / f"{stack}.txt"
+        path.write_text(snapshot(stack))
+        print(f"wrote {path.relative_to(PROJECT_DIR)}")
+
+
+if __name__ == "__main__":
+    main()
