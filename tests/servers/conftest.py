@@ -13,11 +13,11 @@ Without root, namespaces or a server, these tests skip and say why; with BANYAN_
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -86,10 +86,11 @@ class ServerVersions:
         sets: dict[str, object] = {}
         if self.postgres:
             sets["postgres.version"] = self.postgres
+        # Quoted: --set values are read as YAML, where 3.10 would be the number 3.1.
         if self.rabbitmq:
-            sets["rabbitmq.version"] = ".".join(self.rabbitmq.split(".")[:2])
+            sets["rabbitmq.version"] = json.dumps(".".join(self.rabbitmq.split(".")[:2]))
         if self.redis:
-            sets["redis.version"] = ".".join(self.redis.split(".")[:2])
+            sets["redis.version"] = json.dumps(".".join(self.redis.split(".")[:2]))
         if self.nginx:
             sets["nginx.image"] = f"nginx:{self.nginx}-alpine"
         return sets
@@ -134,14 +135,14 @@ def install_uploads(host: netns.Host, c: RecordedResource) -> None:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
+def workdir(tmp_path: Path) -> Path:
     """A root-traversable scratch dir (servers run as their own users)."""
     tmp_path.chmod(0o755)
     for parent in tmp_path.parents:
         if parent == Path("/tmp"):
             break
         parent.chmod(parent.stat().st_mode | 0o055)
-    yield tmp_path
+    return tmp_path
 
 
 @pytest.fixture(scope="session", autouse=True)

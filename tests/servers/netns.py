@@ -49,6 +49,8 @@ class Host:
     ip: str
     root: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Mount points made on the machine for container paths it lacked; the Network removes them at exit.
+    made_dirs: list[Path] = field(default_factory=list)
 
     def path(self, container_path: str) -> Path:
         """Where a container path of this host lives on the machine."""
@@ -67,8 +69,8 @@ class Host:
         for container_path in binds:
             src = self.path(container_path)
             src.mkdir(parents=True, exist_ok=True)
-            mounts.append(f"mkdir -p {shlex.quote(container_path)} && "
-                          f"mount --bind {shlex.quote(str(src))} {shlex.quote(container_path)}")
+            self._mount_point(Path(container_path))
+            mounts.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(container_path)}")
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted((env or {}).items()))
         run_as = f"runuser -u {shlex.quote(user)} -- " if user else ""
         command = " ".join(shlex.quote(a) for a in argv)
@@ -77,6 +79,15 @@ class Host:
         script = " && ".join([set_name, *mounts, f"exec env {exports} {run_as}{command}"])
         return ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--uts", "--propagation", "private",
                 "sh", "-c", script]
+
+    def _mount_point(self, path: Path) -> None:
+        missing = []
+        while not path.exists():
+            missing.append(path)
+            path = path.parent
+        for made in reversed(missing):
+            made.mkdir()
+            self.made_dirs.append(made)
 
     def run(self, argv: Sequence[str], *, binds: Sequence[str] = (), user: str | None = None,
             env: Mapping[str, str] | None = None, timeout: float = 60,
@@ -161,6 +172,10 @@ class Network:
             subprocess.run(["ip", "netns", "del", host.ns], check=False, capture_output=True)
             shutil.rmtree(Path("/etc/netns") / host.ns, ignore_errors=True)
         subprocess.run(["ip", "netns", "del", self.switch], check=False, capture_output=True)
+        made = sorted({d for host in self.hosts.values() for d in host.made_dirs}, key=lambda d: -len(d.parts))
+        for directory in made:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> float:
