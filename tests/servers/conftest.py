@@ -86,6 +86,8 @@ class ServerVersions:
         sets: dict[str, object] = {}
         if self.postgres:
             sets["postgres.version"] = self.postgres
+            # The image must name the same major version (the resolver checks they agree).
+            sets["postgres.image"] = f"postgres:{self.postgres}-alpine"
         # Quoted: --set values are read as YAML, where 3.10 would be the number 3.1.
         if self.rabbitmq:
             sets["rabbitmq.version"] = json.dumps(".".join(self.rabbitmq.split(".")[:2]))
