@@ -111,7 +111,7 @@ def container(
     stateful: bool = False,
     wait: bool = True,
     wait_timeout_s: int = 180,
-    stop_timeout_s: int | None = None,
+    stop_timeout_s: int = 10,
     shm_size_mib: int | None = None,
 ) -> docker.Container:
     """One container of the platform, named after its instance, which is also its host name."""
@@ -150,10 +150,16 @@ def container(
             for p in sorted(published, key=lambda p: p.internal)
         ] or None,
         labels=_labels(target, part, instance, docker.ContainerLabelArgs),
+        # Explicit driver: these options exist for json-file, and a daemon defaulting to journald rejects them.
+        log_driver="json-file",
         log_opts={"max-file": "3", "max-size": "10m"},
         wait=wait,
         wait_timeout=wait_timeout_s,
         stop_timeout=stop_timeout_s,
+        # `stop_timeout` only applies to `docker stop`; on replace or destroy the provider stops the container
+        # with destroy_grace_seconds (0 by default: SIGKILL), which would turn every replacement of a database
+        # into crash recovery.
+        destroy_grace_seconds=stop_timeout_s,
         shm_size=shm_size_mib,
         # Never let Docker drop a stateful container's volumes along with it.
         remove_volumes=False if stateful else None,

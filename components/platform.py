@@ -24,7 +24,7 @@ class BanyanPlatform(pulumi.ComponentResource):
     spec: PlatformSpec
     endpoints: Endpoints
     credentials: Credentials
-    public_url: str
+    public_url: pulumi.Input[str]
     rabbitmq_management_url: str | None
     secrets: PlatformSecrets
     postgres: PostgresCluster

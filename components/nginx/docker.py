@@ -33,7 +33,7 @@ def _resources(depends_on: object) -> list[pulumi.Resource]:
 class NginxLoadBalancer(pulumi.ComponentResource):
     """Nginx balancing least-connections over the gateway instances, published on the host's public port."""
 
-    public_url: str
+    public_url: pulumi.Input[str]
     upstreams: list[str]
     containers: list[pulumi.Resource]
 

@@ -20,7 +20,7 @@ CLUSTER_DNS = "kube-dns.kube-system.svc.cluster.local"
 
 
 def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Sequence[str], upstream_port: int,
-          peers: int, target: KubernetesTarget) -> tuple[list[pulumi.Resource], str]:
+          peers: int, target: KubernetesTarget) -> tuple[list[pulumi.Resource], pulumi.Output[str]]:
     """Returns the objects and the public URL (a LoadBalancer's address is only known once provisioned)."""
     conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=CLUSTER_DNS, peers=peers)
     config = kc.config_map(f"{name}-conf", target=target, part=PART, parent=parent, object_name="nginx-conf",
@@ -83,6 +83,22 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
     if spec.instances > 1:
         created.append(kc.disruption_budget(f"{name}-pdb", target=target, part=PART, parent=parent,
                                             object_name=PART))
-    host = f"{PART}.{target.namespace_name}.svc.cluster.local"
-    port = "" if spec.public_port == 80 else f":{spec.public_port}"
-    return created, f"http://{host}{port}"
+    return created, public_url(service, spec, target)
+
+
+def public_url(service: k8s.core.v1.Service, spec: NginxSpec, target: KubernetesTarget) -> pulumi.Output[str]:
+    """Where clients reach the platform: the load balancer's address once the cloud has assigned it
+    (`pulumi up` waits for it), any node's NodePort, or the in-cluster name for ClusterIP."""
+    in_cluster = f"http://{PART}.{target.namespace_name}.svc.cluster.local:{spec.public_port}"
+    if spec.service_type == "LoadBalancer":
+        def address(status: k8s.core.v1.outputs.ServiceStatus | None) -> str:
+            ingress = (status.load_balancer.ingress or []) if status and status.load_balancer else []
+            if not ingress:
+                return in_cluster
+            return f"http://{ingress[0].hostname or ingress[0].ip}:{spec.public_port}"
+
+        return service.status.apply(address)
+    if spec.service_type == "NodePort":
+        return service.spec.apply(lambda s: f"http://<any node>:{s.ports[0].node_port}" if s and s.ports
+                                  else in_cluster)
+    return pulumi.Output.from_input(in_cluster)

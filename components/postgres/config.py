@@ -186,7 +186,9 @@ def primary_init_script(spec: PostgresSpec) -> str:
     """
     _check_roles(spec)
     slots = "\n".join(
-        f"SELECT pg_create_physical_replication_slot({_literal(slot_name(r))});" for r in spec.replica_names
+        # Reserved at once (second argument): the slot holds WAL from now on, not only from its first use,
+        # so a checkpoint during another replica's seed cannot recycle segments this one still streams.
+        f"SELECT pg_create_physical_replication_slot({_literal(slot_name(r))}, true);" for r in spec.replica_names
     )
     return f"""#!/bin/sh
 # Creates the application role and database, the replication role and one physical replication slot
@@ -309,8 +311,17 @@ seed() {{
 	mkdir -p "$(dirname "$staging")"
 	own "$(dirname "$staging")"
 	rm -rf "$staging"
-	# The primary creates the slots of the replicas it was initialised with; one added later makes its own.
-	as_postgres pg_receivewal --create-slot --if-not-exists --slot="$slot" --no-password --dbname="$conninfo"
+	# The primary creates (and reserves WAL for) the slots of the replicas it was initialised with; one added
+	# later makes its own, reserving WAL at once: an unreserved slot holds nothing until the seed's WAL stream
+	# starts, and a checkpoint in between (another replica seeding) can recycle the segments it needs.
+	# dbname=replication: what pg_basebackup itself sends, and what the passfile's line names.
+	if ! made=$(as_postgres psql -X -q -w -d "$conninfo dbname=replication replication=true" \
+			-c "CREATE_REPLICATION_SLOT $slot PHYSICAL RESERVE_WAL" 2>&1); then
+		case "$made" in
+			*"already exists"*) ;;
+			*) log "creating slot $slot on the primary failed: $made"; exit 1 ;;
+		esac
+	fi
 	log "seeding $PGDATA from $primary_host:$primary_port (slot $slot)"
 	as_postgres pg_basebackup --pgdata="$staging" --wal-method=stream --slot="$slot" --write-recovery-conf \\
 		--checkpoint=fast --no-password --dbname="$conninfo"

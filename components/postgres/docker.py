@@ -36,6 +36,12 @@ STOP_TIMEOUT_S = 60
 REPLICA_SEED_TIMEOUT_S = 600
 
 
+def shm_size_mib(spec: PostgresSpec) -> int:
+    """/dev/shm for parallel queries' dynamic shared memory: Docker's 64 MiB default fails them under load
+    ("could not resize shared memory segment"); a quarter of the memory limit, as shared_buffers."""
+    return max(64, spec.shared_buffers_mib)
+
+
 class PostgresCluster(pulumi.ComponentResource):
     """One primary and `spec.replicas` hot standbys streaming from it, each through its own slot.
 
@@ -121,6 +127,7 @@ class PostgresCluster(pulumi.ComponentResource):
             mounts=[dc.Mount(primary_data, layout.mount)],
             stateful=True,
             stop_timeout_s=STOP_TIMEOUT_S,
+            shm_size_mib=shm_size_mib(spec),
         )
 
         replicas: list[docker.Container] = []
@@ -153,6 +160,7 @@ class PostgresCluster(pulumi.ComponentResource):
                     stateful=True,
                     wait_timeout_s=REPLICA_SEED_TIMEOUT_S,
                     stop_timeout_s=STOP_TIMEOUT_S,
+                    shm_size_mib=shm_size_mib(spec),
                 )
             )
 

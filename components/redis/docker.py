@@ -172,6 +172,7 @@ def _create_step(
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
         memory=CREATE_MEMORY_MIB,
         cpus=CREATE_CPUS,
+        log_driver="json-file",
         log_opts={"max-file": "3", "max-size": "10m"},
         restart="no",
         attach=True,

@@ -74,10 +74,11 @@ class Host:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted((env or {}).items()))
         run_as = f"runuser -u {shlex.quote(user)} -- " if user else ""
         command = " ".join(shlex.quote(a) for a in argv)
-        # Like a container: its own host name (RabbitMQ and Erlang derive node names from it).
+        # Like a container: its own host name (RabbitMQ and Erlang derive node names from it) and its own
+        # System V IPC (PostgreSQL keys its shared memory by port, and every instance listens on 5432).
         set_name = f"echo {shlex.quote(self.name)} > /proc/sys/kernel/hostname"
         script = " && ".join([set_name, *mounts, f"exec env {exports} {run_as}{command}"])
-        return ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--uts", "--propagation", "private",
+        return ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--uts", "--ipc", "--propagation", "private",
                 "sh", "-c", script]
 
     def _mount_point(self, path: Path) -> None:

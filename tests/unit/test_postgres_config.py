@@ -188,7 +188,8 @@ def test_first_match_rejects_superuser_and_replication_role_sessions() -> None:
 def test_one_slot_per_replica_named_after_it(tier: str) -> None:
     spec = pg_spec(tier)
     init = config.primary_init_script(spec)
-    created = re.findall(r"pg_create_physical_replication_slot\('([a-z0-9_]+)'\)", init)
+    # Reserved at creation (immediately_reserve => true): WAL is held before the replica's first use.
+    created = re.findall(r"pg_create_physical_replication_slot\('([a-z0-9_]+)', true\)", init)
     assert created == [config.slot_name(r) for r in spec.replica_names]
     assert len(set(created)) == spec.replicas
     for i, slot in enumerate(created, start=1):
@@ -289,7 +290,7 @@ def stubs(tmp_path: Path) -> tuple[Path, Path, Stub]:
         path.write_text(f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> "{calls}"\n{body}\n')
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
-    for name in ("pg_receivewal", "sleep", "chown"):
+    for name in ("psql", "sleep", "chown"):
         stub(name)
     # Run as root, the script steps down through gosu (or su-exec): the stand-in just runs the command.
     for name in ("gosu", "su-exec"):
@@ -319,6 +320,18 @@ def run_replica_entrypoint(tmp_path: Path, bin_dir: Path, pgdata: Path, password
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX sh on this machine")
+@pytest.mark.parametrize(("answer", "seeds"), [("ERROR:  replication slot \"x\" already exists", True),
+                                               ("FATAL:  no pg_hba.conf entry", False)])
+def test_replica_tolerates_an_existing_slot_but_no_other_error(
+        tmp_path: Path, stubs: tuple[Path, Path, Stub], answer: str, seeds: bool) -> None:
+    bin_dir, calls, stub = stubs
+    stub("psql", f'echo "{answer}" >&2; exit 1')
+    result, _ = run_replica_entrypoint(tmp_path, bin_dir, tmp_path / "volume" / "pgdata")
+    assert ("pg_basebackup" in calls.read_text()) is seeds
+    assert (result.returncode == 0) is seeds, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX sh on this machine")
 def test_replica_seeds_an_empty_data_directory_then_starts(tmp_path: Path, stubs: tuple[Path, Path, Stub]) -> None:
     bin_dir, calls, _ = stubs
     pgdata = tmp_path / "volume" / "pgdata"
@@ -330,8 +343,9 @@ def test_replica_seeds_an_empty_data_directory_then_starts(tmp_path: Path, stubs
     for flag in ("--wal-method=stream", "--slot=postgres_replica_1", "--write-recovery-conf", "--no-password"):
         assert flag in basebackup
     assert f"host={spec.primary_name}" in basebackup and f"passfile={passfile}" in basebackup
-    assert log.index("pg_isready") < log.index("pg_receivewal") < log.index("pg_basebackup")
-    assert "--if-not-exists" in log
+    assert log.index("pg_isready") < log.index("CREATE_REPLICATION_SLOT") < log.index("pg_basebackup")
+    assert "CREATE_REPLICATION_SLOT postgres_replica_1 PHYSICAL RESERVE_WAL" in log
+    assert "replication=true" in log
     assert (pgdata / "PG_VERSION").exists() and (pgdata / "standby.signal").exists()
     assert not (pgdata.parent / "basebackup.partial").exists()
     # The image's entrypoint gets the server's arguments, without the password in its environment.
