@@ -263,8 +263,9 @@ def format_diff(changes: Sequence[Change], markdown: bool) -> str:
     return "\n".join(lines)
 
 
-def records_at_ref(ref: str, stack: str, sets: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Render the stack with the code and stack file of a git ref (exported to a temp dir)."""
+def records_at_ref(ref: str, stack: str) -> dict[str, dict[str, Any]]:
+    """Render the stack as a git ref has it, code and stack file (exported to a temp dir). What-if
+    --set values apply to this checkout only: the ref is the baseline they are compared with."""
     with tempfile.TemporaryDirectory(prefix="banyan-plan-") as tmp:
         archive = subprocess.run(["git", "-C", str(PROJECT_DIR), "archive", "--format=tar", ref],
                                  capture_output=True, check=False)
@@ -278,8 +279,6 @@ def records_at_ref(ref: str, stack: str, sets: Sequence[str]) -> dict[str, dict[
         if not (root / "infra" / "plan.py").exists():
             raise SystemExit(f"{ref} predates the plan command; diff against a later ref")
         argv = [sys.executable, "-m", "infra.plan", stack, "--format", "json"]
-        for item in sets:
-            argv += ["--set", item]
         env = {**os.environ, "PYTHONPATH": str(root)}
         done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -406,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = build_plan(args.stack, sets)
         diff_text = None
         if args.diff_against or args.diff_stack:
-            before = (records_at_ref(args.diff_against, args.stack, args.set) if args.diff_against
+            before = (records_at_ref(args.diff_against, args.stack) if args.diff_against
                       else records(build_plan(args.diff_stack).rendering))
             diff_text = format_diff(diff(before, records(plan.rendering)), args.format == "markdown")
     except ConfigError as err:

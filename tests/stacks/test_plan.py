@@ -117,4 +117,6 @@ def test_cli_diff_against_a_git_ref() -> None:
     done = run_cli("dev", "--set", "tier=medium", "--diff-against", "HEAD", "--format", "markdown")
     assert done.returncode == 0, done.stderr
     assert "### changes" in done.stdout
+    # The what-if applies to this checkout; HEAD's small tier is the baseline it is compared with.
+    assert "- CREATE docker:index/container:Container banyan-postgres-replica-1" in done.stdout
     assert mock_secret_value("banyan-secrets-redis") not in done.stdout
