@@ -50,8 +50,11 @@ SHOWN_UNKNOWN = "<unknown>"
 MARKDOWN_LIMIT = 60_000
 STATEFUL_KINDS = frozenset({"Cluster", "RabbitmqCluster", "StatefulSet", "PersistentVolumeClaim", "Namespace"})
 # Kubernetes fields the API server will not change in place.
+# ConfigMaps and Secrets: pulumi-kubernetes replaces them on a data change (unless the provider is told
+# they are mutable), so that the pods using them roll.
 K8S_IMMUTABLE = {"StatefulSet": ("spec.selector", "spec.serviceName", "spec.volumeClaimTemplates"),
-                 "Deployment": ("spec.selector",), "Job": ("spec.template",)}
+                 "Deployment": ("spec.selector",), "Job": ("spec.template",),
+                 "ConfigMap": ("data", "binaryData"), "Secret": ("data", "stringData")}
 
 
 def redact(value: Any) -> Any:
@@ -237,7 +240,10 @@ def diff(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[st
         changes.append(Change(key, "delete", is_stateful(before[key]), ()))
     for key in sorted(before.keys() & after.keys()):
         a, b = _flatten(before[key]["inputs"]), _flatten(after[key]["inputs"])
-        fields = tuple(sorted(f for f in a.keys() | b.keys() if a.get(f) != b.get(f)))
+        # The engine does not diff what the resource's ignore_changes lists.
+        ignored = tuple(after[key]["options"]["ignore_changes"])
+        fields = tuple(sorted(f for f in a.keys() | b.keys() if a.get(f) != b.get(f)
+                              and not any(f == i or f.startswith(i + ".") for i in ignored)))
         options = before[key]["options"] != after[key]["options"]
         if not fields and not options:
             continue

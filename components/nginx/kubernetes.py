@@ -23,7 +23,10 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
           peers: int, target: KubernetesTarget) -> tuple[list[pulumi.Resource], pulumi.Output[str]]:
     """Returns the objects and the public URL (a LoadBalancer's address is only known once provisioned)."""
     conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=CLUSTER_DNS, peers=peers)
-    config = kc.config_map(f"{name}-conf", target=target, part=PART, parent=parent, object_name="nginx-conf",
+    # Named after its content: a new config is a new ConfigMap, and the Deployment's template change rolls the
+    # pods onto it, while running pods keep the old one until they are replaced (never deleted under them).
+    conf_name = f"nginx-conf-{hashlib.sha256(conf.encode()).hexdigest()[:10]}"
+    config = kc.config_map(f"{name}-conf", target=target, part=PART, parent=parent, object_name=conf_name,
                            data={"nginx.conf": conf})
     probe = k8s.core.v1.ProbeArgs(
         http_get=k8s.core.v1.HTTPGetActionArgs(path=HEALTH_PATH, port="http"),
@@ -40,11 +43,7 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                 rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
             ),
             template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    labels=target.labels(PART),
-                    # A new config rolls the pods; nginx reads its file at start only.
-                    annotations={"banyan/config-checksum": hashlib.sha256(conf.encode()).hexdigest()[:16]},
-                ),
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=target.labels(PART)),
                 spec=k8s.core.v1.PodSpecArgs(
                     automount_service_account_token=False,
                     termination_grace_period_seconds=SHUTDOWN_TIMEOUT_S + 5,
@@ -70,7 +69,7 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                         )
                     ],
                     volumes=[k8s.core.v1.VolumeArgs(
-                        name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name="nginx-conf"))],
+                        name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=conf_name))],
                 ),
             ),
         ),

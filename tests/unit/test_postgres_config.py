@@ -7,8 +7,8 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from hypothesis import given, settings
@@ -274,7 +274,8 @@ def test_server_command_points_at_the_uploaded_files() -> None:
 
 # ---- scripts run against stand-ins for the PostgreSQL tools ------------------------------------
 
-Stub = Callable[[str], None]
+class Stub(Protocol):
+    def __call__(self, name: str, body: str = "") -> None: ...
 
 
 @pytest.fixture
