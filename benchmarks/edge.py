@@ -33,6 +33,8 @@ WRK_SCRIPT = HERE / "wrk_report.lua"
 CONF_PATH = "/etc/nginx/nginx.conf"
 # Linux reuses a TIME_WAIT port for a new outgoing connection only on loopback by default (value 2).
 TW_REUSE = "net.ipv4.tcp_tw_reuse"
+# Long enough for the guide's config to run into the TIME_WAIT sockets it leaves (60 s each).
+NO_REUSE_S = 30
 TIER = "medium"  # 5 gateways: the guide's own upstream has five.
 STUB_STATUS = ("127.0.0.2", 8081)
 CONFIGS = ("ours", "guide", "baseline")
@@ -41,6 +43,28 @@ LABELS = {
     "guide": "the guide's config (verbatim, minimal wrapper)",
     "baseline": "plain expert baseline",
 }
+
+# --what-if: the changes to our config that the README's ablation points at, each applied to the
+# rendered text (exact substitutions, checked), run in the same rotation as the three configs above.
+OUR_ACCESS_LOG = "access_log /dev/stdout banyan;"
+BUFFERED_ACCESS_LOG = "access_log /dev/stdout banyan buffer=64k flush=1s;"
+REQUEST_ID_HEADER = "        proxy_set_header X-Request-ID $request_id;\n"
+REQUEST_ID_LOG = " rid=$request_id"
+WHAT_IFS = {
+    "buffered": ("what-if: ours, access log buffered (`buffer=64k flush=1s`)",
+                 ((OUR_ACCESS_LOG, BUFFERED_ACCESS_LOG),)),
+    "buffered-no-id": ("what-if: ours, access log buffered and no generated request ID",
+                       ((OUR_ACCESS_LOG, BUFFERED_ACCESS_LOG), (REQUEST_ID_HEADER, ""), (REQUEST_ID_LOG, ""))),
+}
+LABELS.update({name: label for name, (label, _) in WHAT_IFS.items()})
+
+
+def apply_what_if(conf: str, changes: Sequence[tuple[str, str]]) -> str:
+    for old, new in changes:
+        if conf.count(old) != 1:
+            raise RuntimeError(f"--what-if: the rendered config no longer has exactly one {old!r}")
+        conf = conf.replace(old, new)
+    return conf
 
 # The minimum nginx needs around a bare `server` block (the guide's has no `events`/`http`), identical
 # for the guide's and the baseline's config. The worker settings are copied from the rendered config,
@@ -123,6 +147,7 @@ class EdgeOptions:
     stub_workers: int = 1
     # One more pass, in a fresh namespace without TIME_WAIT reuse: what a non-loopback network gets.
     no_reuse_pass: bool = True
+    what_if: bool = False
 
 
 @dataclass
@@ -137,6 +162,9 @@ class Run:
     upstream_conns: int
     upstream_requests: int
     proxy_cpu_us_per_req: float
+    # Sockets in TIME_WAIT when the run ended, and the local ports there are for them (port range x gateways).
+    time_wait: int = 0
+    ports: int = 0
 
 
 @dataclass
@@ -164,6 +192,22 @@ def unavailable() -> str | None:
         return f"cannot make a network namespace: {done.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", probe], check=False, capture_output=True)
     return None
+
+
+def sweep_stale_namespaces() -> None:
+    """Namespaces an interrupted earlier run left (its pid is gone): their processes are ended, they are removed."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for line in listed.splitlines():
+        match = re.match(r"^(bnbench(\d+))\b", line)
+        if match is None or Path(f"/proc/{match.group(2)}").exists():
+            continue
+        ns = match.group(1)
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
+        for pid in pids.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
 
 
 def nginx_version() -> str:
@@ -232,7 +276,7 @@ def _directive(conf: str, name: str) -> str:
     return match.group(1).strip()
 
 
-def setup() -> Setup:
+def setup(what_if: bool = False) -> Setup:
     ours, gateways = rendered_config()
     upstreams = _upstreams(ours)
     if len(upstreams) != gateways:
@@ -249,6 +293,9 @@ def setup() -> Setup:
         "guide": WRAPPER.format(workers=workers, connections=connections, body=guide_body),
         "baseline": WRAPPER.format(workers=workers, connections=connections, body=baseline_body),
     }
+    if what_if:
+        for name, (_, changes) in WHAT_IFS.items():
+            configs[name] = apply_what_if(ours, changes)
     ports = {name: int(_directive(conf, "listen").split()[0].rsplit(":", 1)[-1]) for name, conf in configs.items()}
     notes = [
         f"edge: {len(upstreams)} gateways (dev stack, tier {TIER}); worker_processes {workers} "
@@ -406,14 +453,25 @@ class Bench:
                 if path.exists() and path.stat().st_size > 1 << 20:
                     path.write_bytes(path.read_bytes()[-65536:])
 
-    def measure(self, config: str, conf: str, port: int, round_: int) -> Run:
+    def time_wait(self) -> tuple[int, int]:
+        """(sockets in TIME_WAIT, local ports there are for them: the port range times the gateways)."""
+        out = subprocess.run(["ip", "netns", "exec", self.ns, "ss", "-s"], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        match = re.search(r"timewait (\d+)", out)
+        done = subprocess.run(["ip", "netns", "exec", self.ns, "cat", "/proc/sys/net/ipv4/ip_local_port_range"],
+                              capture_output=True, text=True, check=True, timeout=60)
+        low, high = done.stdout.split()
+        return (int(match.group(1)) if match else 0), (int(high) - int(low) + 1) * len(self.upstreams)
+
+    def measure(self, config: str, conf: str, port: int, round_: int, duration_s: int | None = None) -> Run:
         url = f"http://127.0.0.1:{port}/"
         with self.proxy(config, conf, port) as master:
             self.wrk(url, self.options.warmup_s)
             conns0, reqs0 = self.stub_status()
             cpu0 = _cpu_ticks(master)
-            out = self.wrk(url, self.options.duration_s)
+            out = self.wrk(url, duration_s or self.options.duration_s)
             cpu1 = _cpu_ticks(master)
+            waiting, ports = self.time_wait()
             conns1, reqs1 = self.stub_status()
         seconds = out["duration_us"] / 1e6
         errors = out["connect"] + out["read"] + out["write"] + out["timeout"] + out["status"]
@@ -421,7 +479,7 @@ class Bench:
         return Run(config=config, round=round_, rps=out["requests"] / seconds, p50_ms=out["p50_us"] / 1000,
                    p99_ms=out["p99_us"] / 1000, errors=errors, requests=out["requests"],
                    upstream_conns=conns1 - conns0, upstream_requests=reqs1 - reqs0,
-                   proxy_cpu_us_per_req=cpu_us / max(1, out["requests"]))
+                   proxy_cpu_us_per_req=cpu_us / max(1, out["requests"]), time_wait=waiting, ports=ports)
 
 
 def _paired(runs: Sequence[Run], a: str, b: str, attr: str) -> list[float]:
@@ -439,7 +497,8 @@ def _spread(values: Sequence[float]) -> str:
 def summarize(runs: Sequence[Run], stub_rps: float, no_reuse: Sequence[Run]) -> list[Row]:
     rows: list[Row] = []
     per: dict[str, dict[str, float]] = {}
-    for name in CONFIGS:
+    names = [n for n in (*CONFIGS, *WHAT_IFS) if any(r.config == n for r in runs)]
+    for name in names:
         mine = [r for r in runs if r.config == name]
         requests = sum(r.requests for r in mine)
         per[name] = {
@@ -467,6 +526,20 @@ def summarize(runs: Sequence[Run], stub_rps: float, no_reuse: Sequence[Run]) -> 
                     ">= 0.95x", median(vs_base) >= 0.95))
     rows.append(Row("edge", "p99 latency, ours / baseline", _spread(p99_base), fmt_ratio(median(p99_base)),
                     "<= 1x (no worse)", median(p99_base) <= 1.0))
+    cpu_guide = _paired(runs, "guide", "ours", "proxy_cpu_us_per_req")
+    cpu_base = _paired(runs, "baseline", "ours", "proxy_cpu_us_per_req")
+    rows.append(Row("edge", "proxy CPU per request (nginx workers' CPU time / requests), guide's / ours",
+                    _spread(cpu_guide), fmt_ratio(median(cpu_guide))))
+    rows.append(Row("edge", "proxy CPU per request, baseline / ours (above 1: ours is cheaper)",
+                    _spread(cpu_base), fmt_ratio(median(cpu_base))))
+    for name in WHAT_IFS:
+        if name not in per:
+            continue
+        for other, attr, what in (("baseline", "rps", "requests/s"), ("guide", "rps", "requests/s"),
+                                  ("baseline", "p99_ms", "p99 latency")):
+            ratios = _paired(runs, name, other, attr)
+            theirs = {"baseline": "baseline", "guide": "guide's"}[other]
+            rows.append(Row("edge", f"{what}, what-if {name} / {theirs}", _spread(ratios), fmt_ratio(median(ratios))))
     g, o = per["guide"]["conns_per_req"], per["ours"]["conns_per_req"]
     rows.append(Row("edge", "new upstream connections per request (counted by the stubs)",
                     f"guide's {g:.3f}, ours {o:.3f}, baseline {per['baseline']['conns_per_req']:.3f}", "",
@@ -475,10 +548,12 @@ def summarize(runs: Sequence[Run], stub_rps: float, no_reuse: Sequence[Run]) -> 
         by = {r.config: r for r in no_reuse}
         ours, guide = by["ours"], by["guide"]
         rows.append(Row(
-            "edge", f"without TIME_WAIT reuse ({TW_REUSE}=0, as for traffic that is not loopback, e.g. a Docker "
-            "network): requests/s, ours / guide's (one run each)",
-            f"ours {fmt_int(ours.rps)} req/s, {ours.errors} errors; guide's {fmt_int(guide.rps)} req/s, "
-            f"{guide.errors} errors", fmt_ratio(ours.rps / guide.rps)))
+            "edge", f"{NO_REUSE_S} s of load without TIME_WAIT reuse ({TW_REUSE}=0, as for traffic that is not "
+            "loopback, e.g. on a Docker network): requests/s, ours / guide's (one run each)",
+            f"guide's {fmt_int(guide.rps)} req/s, p99 {guide.p99_ms:.1f} ms, {guide.errors} errors, proxy CPU "
+            f"{guide.proxy_cpu_us_per_req:.0f} µs/req, {fmt_int(guide.time_wait)} sockets left in TIME_WAIT "
+            f"(local ports: {fmt_int(guide.ports)}); ours {fmt_int(ours.rps)} req/s, p99 {ours.p99_ms:.1f} ms, "
+            f"{ours.errors} errors", fmt_ratio(ours.rps / guide.rps)))
     return rows
 
 
@@ -494,7 +569,9 @@ def run(options: EdgeOptions, progress: bool = True) -> Section:
     if why:
         section.skipped = why
         return section
-    s = setup()
+    sweep_stale_namespaces()
+    s = setup(options.what_if)
+    configs = tuple(s.configs)
     section.notes.extend(s.notes)
     section.notes.append(
         f"edge: wrk -t{options.threads} -c{options.connections} -d{options.duration_s}s (after a {options.warmup_s} s "
@@ -508,16 +585,18 @@ def run(options: EdgeOptions, progress: bool = True) -> Section:
         with Bench(workdir / "loopback", s.upstreams, options) as bench:
             stub_rps = bench.stub_direct()
             for round_ in range(options.runs):
-                order = CONFIGS[round_ % 3:] + CONFIGS[:round_ % 3]
+                shift = round_ % len(configs)
+                order = configs[shift:] + configs[:shift]
                 for name in order:
                     runs.append(bench.measure(name, s.configs[name], s.listen_ports[name], round_))
                     if progress:
                         _log(runs[-1], f"round {round_ + 1}/{options.runs}")
         if options.no_reuse_pass:
-            # A fresh namespace (no TIME_WAIT sockets left by the rounds above) without TIME_WAIT reuse.
+            # A fresh namespace (no TIME_WAIT sockets left by the rounds above) without TIME_WAIT reuse; ours
+            # first, so that it does not start among the guide's TIME_WAIT sockets.
             with Bench(workdir / "no-reuse", s.upstreams, options, sysctls=[f"{TW_REUSE}=0"]) as bench:
-                for name in ("guide", "ours"):
-                    no_reuse.append(bench.measure(name, s.configs[name], s.listen_ports[name], 0))
+                for name in ("ours", "guide"):
+                    no_reuse.append(bench.measure(name, s.configs[name], s.listen_ports[name], 0, NO_REUSE_S))
                     if progress:
                         _log(no_reuse[-1], f"{TW_REUSE}=0")
     finally:

@@ -102,7 +102,7 @@ def run(options: RenderOptions, progress: bool = True) -> Section:
                     fmt_ratio(p.ratio), "<= 1.5x" if big else "", p.ratio <= 1.5 if big else None))
                 if big:
                     section.rows.append(Row(
-                        "render", f"{stack} stack, tier {tier}: peak memory", f"{p.ours_mb:.0f} MB",
+                        "render", f"{stack} stack, tier {tier}: peak memory, ours / floor", f"{p.ours_mb:.0f} MB",
                         fmt_ratio(p.ours_mb / p.floor_mb), "< 300 MB", p.ours_mb < 300))
         for stack in STACKS:
             tier = STACK_TIER[stack]

@@ -126,8 +126,10 @@ def render_nginx_conf(
         "    default_type application/octet-stream;",
         "    log_format banyan '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent '",
         "                      'rt=$request_time ua=\"$upstream_addr\" us=\"$upstream_status\" '",
-        "                      'urt=\"$upstream_response_time\" rid=$request_id';",
-        "    access_log /dev/stdout banyan;",
+        "                      'urt=\"$upstream_response_time\" rid=$http_x_request_id';",
+        # Buffered: one write per 64 KiB or per second instead of one per request (measured in benchmarks/:
+        # about 10 % of the edge's throughput). A crash can lose up to a second of access log.
+        "    access_log /dev/stdout banyan buffer=64k flush=1s;",
         "",
         "    keepalive_timeout 65s;",
         f"    client_max_body_size {CLIENT_MAX_BODY_SIZE};",
@@ -164,7 +166,8 @@ def render_nginx_conf(
         "        proxy_set_header X-Forwarded-For $remote_addr;",
         "        proxy_set_header X-Forwarded-Proto $scheme;",
         "        proxy_set_header X-Forwarded-Host $host;",
-        "        proxy_set_header X-Request-ID $request_id;",
+        # No request id is made here: a client's X-Request-ID passes through untouched and the gateway
+        # assigns correlation ids; $request_id would draw 16 random bytes per request (see benchmarks/).
         f"        proxy_connect_timeout {spec.connect_timeout_s}s;",
         f"        proxy_send_timeout {spec.read_timeout_s}s;",
         f"        proxy_read_timeout {spec.read_timeout_s}s;",

@@ -224,6 +224,7 @@ def test_listener_and_edge_settings(spec: NginxSpec) -> None:
     assert http.one("client_max_body_size") == ["10m"]
     assert conf.one("error_log")[0] == "stderr"
     assert http.one("access_log")[0] == "/dev/stdout"
+    assert {"buffer=64k", "flush=1s"} <= set(http.one("access_log"))
     # The image's compiled-in pid path applies; a test passes its own with -g, which a pid here would refuse.
     assert not conf.all("pid")
 
