@@ -93,3 +93,9 @@ class KubernetesTarget:
 
 
 Target = DockerTarget | KubernetesTarget
+
+
+def require_target(target: object, component: str) -> None:
+    """Components build for one of the two targets; anything else is a programming error, said plainly."""
+    if not isinstance(target, DockerTarget | KubernetesTarget):
+        raise TypeError(f"{component} builds for a DockerTarget or a KubernetesTarget, not {type(target).__name__}")

@@ -25,7 +25,7 @@ from components.postgres.config import (
     server_command,
 )
 from components.secrets import PostgresPasswords
-from components.target import DockerTarget, KubernetesTarget, Target
+from components.target import DockerTarget, KubernetesTarget, Target, require_target
 from infra.spec import PostgresSpec
 
 TYPE = "banyan:index:PostgresCluster"
@@ -65,9 +65,7 @@ class PostgresCluster(pulumi.ComponentResource):
         target: Target,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if not isinstance(target, (DockerTarget, KubernetesTarget)):
-            raise TypeError(f"PostgresCluster builds for a DockerTarget or a KubernetesTarget, "
-                            f"not {type(target).__name__}")
+        require_target(target, "PostgresCluster")
         super().__init__(TYPE, name, None, opts)
         self.port = spec.port
         self.database = spec.database

@@ -19,7 +19,7 @@ from components.rabbitmq.config import (
     render_rabbitmq_conf,
 )
 from components.secrets import RabbitMQCredentials
-from components.target import DockerTarget, KubernetesTarget, Target
+from components.target import KubernetesTarget, Target, require_target
 from infra.spec import RabbitMQSpec
 
 TYPE = "banyan:index:RabbitMQCluster"
@@ -60,8 +60,7 @@ class RabbitMQCluster(pulumi.ComponentResource):
         target: Target,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if not isinstance(target, (DockerTarget, KubernetesTarget)):
-            raise NotImplementedError(f"RabbitMQCluster builds for Docker or Kubernetes, not {type(target).__name__}")
+        require_target(target, "RabbitMQCluster")
         super().__init__(TYPE, name, None, opts)
         self.port = spec.port
         self.management_port = spec.management_port

@@ -23,7 +23,7 @@ from components.redis.config import (
     start_script,
 )
 from components.secrets import RedisCredentials
-from components.target import DockerTarget, KubernetesTarget, Target
+from components.target import DockerTarget, KubernetesTarget, Target, require_target
 from infra.spec import RedisSpec
 
 TYPE = "banyan:index:RedisCluster"
@@ -65,8 +65,7 @@ class RedisCluster(pulumi.ComponentResource):
         target: Target,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if not isinstance(target, DockerTarget | KubernetesTarget):
-            raise NotImplementedError(f"RedisCluster builds for Docker or Kubernetes, not {type(target).__name__}")
+        require_target(target, "RedisCluster")
         super().__init__(TYPE, name, None, opts)
         self.port = spec.port
         self.mode = spec.mode

@@ -182,7 +182,7 @@ def test_docker_inputs_validate_against_the_provider_schema() -> None:
     assert {k: v for k, v in problems.items() if v} == {}
 
 
-def test_other_targets_are_not_built_yet() -> None:
+def test_other_targets_are_refused() -> None:
     spec = spec_for()
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(TypeError, match="DockerTarget or a KubernetesTarget"):
         RabbitMQCluster("rabbitmq", spec.rabbitmq, credentials=None, target=object())  # type: ignore[arg-type]

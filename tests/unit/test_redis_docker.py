@@ -183,7 +183,7 @@ def test_a_failed_creation_fails_the_update_with_its_log() -> None:
         render(spec, FailedCreation())
 
 
-def test_other_targets_are_not_built_yet() -> None:
+def test_other_targets_are_refused() -> None:
     spec = spec_for()
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(TypeError, match="DockerTarget or a KubernetesTarget"):
         RedisCluster("redis", spec.redis, credentials=None, target=object())  # type: ignore[arg-type]
