@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import PROJECT_DIR, Row, Section, fmt_int, fmt_ratio, median
-from tests.servers.netns import Host, wait_until
+from testkit.netns import Host, wait_until
 
 HERE = Path(__file__).resolve().parent
 GUIDE_COPY = HERE / "guide_nginx.conf"
@@ -249,7 +249,7 @@ def guide_config() -> tuple[str, str]:
 
 def rendered_config() -> tuple[str, int]:
     """The exact /etc/nginx/nginx.conf the medium dev stack uploads, rendered for the nginx installed here."""
-    from infra.testing import render_stack, unwrap
+    from testkit import render_stack, unwrap
 
     rendering = render_stack("dev", set={"tier": TIER, "nginx.image": f"nginx:{nginx_version()}-alpine"})
     for c in rendering.of_type("docker:index/container:Container"):

@@ -6,8 +6,8 @@ Both kinds import the same modules and render once untimed first (the SDK and pr
 some modules lazily), so the timed render measures rendering, not imports: ours renders the same
 stack and tier with one service first, the floor its first five resources.
 
-- ours: the real stack program (infra.testing.render_stack) on Pulumi.<stack>.yaml plus `sets`.
-- floor: a flat program registering, under the same mocks (BanyanMocks, infra.testing.render_program),
+- ours: the real stack program (testkit.render_stack) on Pulumi.<stack>.yaml plus `sets`.
+- floor: a flat program registering, under the same mocks (BanyanMocks, testkit.render_program),
   one plain pulumi.CustomResource of a fake type per resource ours registered, each with that resource's
   own inputs as plain values (read from `floor`, a file written by an earlier `ours` run with `dump`).
 """
@@ -27,7 +27,7 @@ import pulumi
 
 import components.platform  # noqa: F401 (imported by both kinds, so both pay for the same modules)
 import infra.program  # noqa: F401
-from infra.testing import Rendering, render_program, render_stack
+from testkit import Rendering, render_program, render_stack
 
 FLOOR_TYPE = "floor:index:Plain"
 

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.target import DockerTarget
-from infra.spec import ResourceSpec
+from model.spec import ResourceSpec
 
 # Docker weighs CPU reservations as shares, 1024 per CPU.
 _SHARES_PER_CPU = 1024

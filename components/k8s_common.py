@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.target import KubernetesTarget
-from infra.spec import ResourceSpec
+from model.spec import ResourceSpec
 
 
 def quantity_cpu(millis: int) -> str:

@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from components.postgres import kubernetes as postgres_k8s
 from components.rabbitmq import kubernetes as rabbitmq_k8s
 from components.target import KubernetesTarget
-from infra.spec import PlatformSpec
+from model.spec import PlatformSpec
 
 ANYWHERE = "*"
 # Operators reach their clusters' pods from their own namespaces (status, management API).

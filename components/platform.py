@@ -14,8 +14,8 @@ from components.redis import RedisCluster
 from components.secrets import PlatformSecrets
 from components.target import DockerTarget, KubernetesTarget, Target
 from components.workload import ApiGateway, Service
-from infra.contract import Credentials, Endpoints, app_env, urls
-from infra.spec import PlatformSpec
+from model.contract import Credentials, Endpoints, app_env, urls
+from model.spec import PlatformSpec
 
 TYPE = "banyan:index:BanyanPlatform"
 

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
-from infra.spec import PlatformSpec
+from model.spec import PlatformSpec
 
 
 @dataclass

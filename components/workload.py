@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from components import docker_common as dc
 from components import k8s_common as kc
 from components.target import DockerTarget, KubernetesTarget, Target
-from infra.spec import GatewaySpec, ServiceSpec, WorkloadSpec
+from model.spec import GatewaySpec, ServiceSpec, WorkloadSpec
 
 # Kubernetes: the probes' pace. Startup allows a slow first boot (up to 60 s) before liveness applies.
 _PROBE_PERIOD_S = 5

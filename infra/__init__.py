@@ -1,1 +1,2 @@
-"""The banyan stack program: config, tier presets, capacity math, and the program that wires components."""
+"""The stack program Pulumi runs (`main: infra/`): `__main__.py` starts it; `program.py` reads the stack
+config, resolves it with `model` and builds the platform from `components`."""

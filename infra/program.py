@@ -8,10 +8,10 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from infra.config import parse_config
-from infra.errors import ConfigError
-from infra.spec import PlatformSpec
-from infra.tiers import resolve
+from model.config import parse_config
+from model.errors import ConfigError
+from model.spec import PlatformSpec
+from model.tiers import resolve
 
 
 def read_stack_config() -> tuple[dict[str, Any], frozenset[str]]:

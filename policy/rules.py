@@ -611,7 +611,7 @@ def check_connection_budget(resources: Sequence[Resource], limit_percent: int = 
     budget = read_budget(resources)
     servers, clients, poolers, out = budget.servers, budget.clients, budget.poolers, budget.report
     for server in servers:
-        # Whole numbers on both sides: total < max_connections x percent / 100, as infra/capacity.py has it.
+        # Whole numbers on both sides: total < max_connections x percent / 100, as model/capacity.py has it.
         usable = server.max_connections * limit_percent / 100
         total = budget.total
         if clients and not total * 100 < server.max_connections * limit_percent:

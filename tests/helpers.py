@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from infra.program import load_spec
-from infra.spec import PlatformSpec
-from infra.testing import PROJECT_DIR, apply_sets, read_stack_file, to_engine_config
+from model.spec import PlatformSpec
+from testkit import PROJECT_DIR, apply_sets, read_stack_file, to_engine_config
 
 # CI lays shared/ beside the clone; a developer's checkout has it in the same place.
 SHARED_DIR = PROJECT_DIR.parent / "shared"

@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from infra.spec import NginxSpec
+from model.spec import NginxSpec
 
 HEALTH_PATH = "/nginx-health"
 UPSTREAM_NAME = "api_gateway"

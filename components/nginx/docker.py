@@ -10,7 +10,7 @@ from components import docker_common
 from components.nginx import kubernetes
 from components.nginx.config import HEALTH_PATH, SHUTDOWN_TIMEOUT_S, render_nginx_conf
 from components.target import KubernetesTarget, Target
-from infra.spec import NginxSpec
+from model.spec import NginxSpec
 
 TYPE = "banyan:index:NginxLoadBalancer"
 CONF_PATH = "/etc/nginx/nginx.conf"

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from components import k8s_common as kc
 from components.nginx.config import HEALTH_PATH, SHUTDOWN_TIMEOUT_S, render_nginx_conf
 from components.target import KubernetesTarget
-from infra.spec import NginxSpec
+from model.spec import NginxSpec
 
 PART = "nginx"
 CONF_DIR = "/etc/nginx"

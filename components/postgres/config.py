@@ -6,7 +6,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from infra.spec import PostgresSpec
+from model.spec import PostgresSpec
 
 # Oldest major version these renderers know every emitted setting for (max_slot_wal_keep_size is 13+).
 MIN_VERSION = 13

@@ -26,7 +26,7 @@ from components.postgres.config import (
 )
 from components.secrets import PostgresPasswords
 from components.target import DockerTarget, KubernetesTarget, Target, require_target
-from infra.spec import PostgresSpec
+from model.spec import PostgresSpec
 
 TYPE = "banyan:index:PostgresCluster"
 # A fast shutdown still writes a checkpoint; Docker's default 10 s before SIGKILL can cut it short and

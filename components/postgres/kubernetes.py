@@ -29,8 +29,8 @@ from components import k8s_common as kc
 from components.postgres.config import slot_wal_cap_mib
 from components.secrets import PostgresPasswords
 from components.target import KubernetesTarget
-from infra import capacity
-from infra.spec import ConnectionBudget, PostgresSpec, Resources, ResourceSpec
+from model import capacity
+from model.spec import ConnectionBudget, PostgresSpec, Resources, ResourceSpec
 
 # The operator: the project's own chart. Chart 0.29.0 ships operator 1.30.0 (appVersion in the chart
 # repository's index.yaml), the line of the CRDs the tests validate against.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.spec import RabbitMQSpec
+from model.spec import RabbitMQSpec
 
 CONF_PATH = "/etc/rabbitmq/rabbitmq.conf"
 PLUGINS_PATH = "/etc/rabbitmq/enabled_plugins"

@@ -20,7 +20,7 @@ from components.rabbitmq.config import (
 )
 from components.secrets import RabbitMQCredentials
 from components.target import KubernetesTarget, Target, require_target
-from infra.spec import RabbitMQSpec
+from model.spec import RabbitMQSpec
 
 TYPE = "banyan:index:RabbitMQCluster"
 

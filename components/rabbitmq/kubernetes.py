@@ -12,7 +12,7 @@ from components import k8s_common as kc
 from components.rabbitmq.config import render_operator_config
 from components.secrets import RabbitMQCredentials
 from components.target import KubernetesTarget
-from infra.spec import RabbitMQSpec
+from model.spec import RabbitMQSpec
 
 # The operator, installed the way issue 5 asks: a pinned Helm chart in its own namespace. RabbitMQ publishes no
 # chart of its own (only the cluster-operator.yml manifest), and Bitnami's chart stopped at operator 2.16 with

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from infra.spec import RedisSpec
+from model.spec import RedisSpec
 
 CONF_DIR = "/usr/local/etc/redis"
 CONF_PATH = f"{CONF_DIR}/redis.conf"

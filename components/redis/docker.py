@@ -24,7 +24,7 @@ from components.redis.config import (
 )
 from components.secrets import RedisCredentials
 from components.target import DockerTarget, KubernetesTarget, Target, require_target
-from infra.spec import RedisSpec
+from model.spec import RedisSpec
 
 TYPE = "banyan:index:RedisCluster"
 PART = "redis"

@@ -28,7 +28,7 @@ from components.redis.config import (
 )
 from components.secrets import RedisCredentials
 from components.target import KubernetesTarget
-from infra.spec import RedisSpec
+from model.spec import RedisSpec
 
 PART = "redis"
 # The creation Job's pods: their own part, so the nodes' Services and budget never select them.

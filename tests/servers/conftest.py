@@ -1,6 +1,6 @@
 """Real servers from Debian's packages, booted from the exact files the dev stack would ship.
 
-Each platform instance runs as its own host in a network namespace (tests/servers/netns.py) under
+Each platform instance runs as its own host in a network namespace (testkit/netns.py) under
 its own name, with the container paths the files expect bind-mounted in a private mount namespace.
 Where Debian's server is another version than the pinned image, the stack is rendered for that
 version through its own config (`postgres.version`, `rabbitmq.version`, `redis.version`, the nginx
@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.testing import RecordedResource, Rendering, render_stack, unwrap
-from tests.servers import netns
+from testkit import RecordedResource, Rendering, netns, render_stack, unwrap
 
 REPORT: list[str] = []
 

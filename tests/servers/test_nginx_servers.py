@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 
 from components.nginx.config import HEALTH_PATH, RESOLVE_SINCE
-from infra.testing import unwrap
+from testkit import unwrap
+from testkit.netns import Host, Network, wait_until
 from tests.servers.conftest import (
     container,
     env,
@@ -40,7 +41,6 @@ from tests.servers.conftest import (
     server_versions,
     uploads,
 )
-from tests.servers.netns import Host, Network, wait_until
 
 pytestmark = pytest.mark.servers
 

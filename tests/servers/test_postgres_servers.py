@@ -41,7 +41,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from components.postgres.config import IMAGE_ENTRYPOINT as IMAGE_ENTRYPOINT_NAME
-from infra.testing import RecordedResource, unwrap
+from testkit import RecordedResource, unwrap
+from testkit.netns import Host, Network, wait_until
 from tests.servers.conftest import (
     container,
     env,
@@ -52,7 +53,6 @@ from tests.servers.conftest import (
     server_versions,
     uploads,
 )
-from tests.servers.netns import Host, Network, wait_until
 
 pytestmark = pytest.mark.servers
 

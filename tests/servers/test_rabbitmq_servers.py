@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.servers import netns
+from testkit import netns
 from tests.servers.conftest import (
     env,
     install_uploads,

@@ -24,7 +24,8 @@ import pytest
 from redis.crc import key_slot
 
 from components.redis.config import CLUSTER_SLOTS, CONF_DIR, CONF_PATH, CREATE_PATH, DATA_DIR, HOSTNAMES_SINCE
-from infra.testing import RecordedResource, Rendering, unwrap
+from testkit import RecordedResource, Rendering, unwrap
+from testkit.netns import Host, Network, wait_until
 from tests.servers.conftest import (
     container,
     env,
@@ -36,7 +37,6 @@ from tests.servers.conftest import (
     server_versions,
     uploads,
 )
-from tests.servers.netns import Host, Network, wait_until
 
 pytestmark = pytest.mark.servers
 

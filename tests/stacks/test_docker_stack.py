@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from infra.schema_check import input_problems, load_schema
-from infra.testing import RecordedResource, Rendering, mock_secret_value, render_stack, unwrap, walk_plain
-from infra.tiers import TIERS
+from model.tiers import TIERS
+from testkit import RecordedResource, Rendering, mock_secret_value, render_stack, unwrap, walk_plain
+from testkit.schema_check import input_problems, load_schema
 from tests.helpers import shared_file
 
 TIERS_ = ("small", "medium", "large")

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from infra.k8s_check import KUBERNETES_VERSION, builtin_problems, crd_problems
-from infra.testing import RecordedResource, Rendering, mock_secret_value, render_stack, unwrap, walk_plain
-from infra.tiers import TIERS
+from model.tiers import TIERS
+from testkit import RecordedResource, Rendering, mock_secret_value, render_stack, unwrap, walk_plain
+from testkit.k8s_check import KUBERNETES_VERSION, builtin_problems, crd_problems
 from tests.helpers import shared_file
 
 TIERS_ = ("small", "medium", "large")

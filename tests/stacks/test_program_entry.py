@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from infra.testing import PROJECT_DIR, apply_sets, read_stack_file, to_engine_config
+from testkit import PROJECT_DIR, apply_sets, read_stack_file, to_engine_config
 
 # Loads the mock harness, then forgets the project root and every project module, so that the
 # program must find its own packages exactly as under `pulumi up` (runpy.run_path(".") in infra/).
@@ -17,9 +17,9 @@ BOOTSTRAP = textwrap.dedent(
     import json, os, runpy, sys
     root = os.environ["BANYAN_ROOT"]
     sys.path.insert(0, root)
-    from infra.testing import render_program
+    from testkit import render_program
     sys.path.remove(root)
-    for name in [m for m in sys.modules if m.split(".")[0] in ("infra", "components")]:
+    for name in [m for m in sys.modules if m.split(".")[0] in ("infra", "components", "model")]:
         del sys.modules[name]
     assert os.getcwd() == os.path.join(root, "infra")
     sys.path.insert(0, os.getcwd())

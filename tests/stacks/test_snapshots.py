@@ -1,7 +1,7 @@
 """Golden snapshots: every resource of every stack as a readable file, so a PR shows infrastructure changes.
 
 Update after an intended change (then review the diff like code):
-    python -m infra.snapshots
+    python -m tooling.snapshots
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ import difflib
 
 import pytest
 
-from infra.snapshots import SNAPSHOT_DIR, snapshot, stacks
+from tooling.snapshots import SNAPSHOT_DIR, snapshot, stacks
 
 
 @pytest.mark.parametrize("stack", stacks())
 def test_snapshot_is_current(stack: str) -> None:
     path = SNAPSHOT_DIR / f"{stack}.txt"
-    assert path.exists(), f"no snapshot for {stack}: run `python -m infra.snapshots`"
+    assert path.exists(), f"no snapshot for {stack}: run `python -m tooling.snapshots`"
     expected, actual = path.read_text(), snapshot(stack)
     if expected != actual:
         delta = "".join(list(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
                                                   f"{stack}.txt (committed)", f"{stack} (rendered)"))[:80])
         pytest.fail(f"the {stack} stack renders differently from its snapshot; if intended, run "
-                    f"`python -m infra.snapshots` and commit the diff:\n{delta}")
+                    f"`python -m tooling.snapshots` and commit the diff:\n{delta}")
 
 
 def test_snapshots_redact_secrets_and_show_unknowns() -> None:

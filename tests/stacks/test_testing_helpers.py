@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.testing import PROJECT_DIR, PreviewMocks, render_program, resolve_output
+from testkit import PROJECT_DIR, PreviewMocks, render_program, resolve_output
 
 
 def test_the_readme_example_runs_as_written() -> None:

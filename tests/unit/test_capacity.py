@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra import capacity
-from infra.spec import BudgetLine
+from model import capacity
+from model.spec import BudgetLine
 
 
 def test_guide_example_instances_from_load() -> None:

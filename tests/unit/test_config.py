@@ -7,10 +7,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.config import StackConfig, parse_config
-from infra.errors import ConfigError
 from infra.program import load_spec, main
-from infra.testing import (
+from model.config import StackConfig, parse_config
+from model.errors import ConfigError
+from testkit import (
     BanyanMocks,
     apply_sets,
     read_stack_file,

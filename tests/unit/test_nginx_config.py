@@ -21,7 +21,7 @@ from components.nginx.config import (
     render_nginx_conf,
     worker_processes,
 )
-from infra.spec import NginxSpec
+from model.spec import NginxSpec
 from tests.helpers import spec_for
 
 PORT = 3003

@@ -13,8 +13,8 @@ from components.nginx import NginxLoadBalancer
 from components.nginx.config import HEALTH_PATH, render_nginx_conf
 from components.nginx.docker import DOCKER_DNS, TYPE
 from components.target import DockerTarget
-from infra.spec import PlatformSpec
-from infra.testing import RecordedResource, Rendering, render_program
+from model.spec import PlatformSpec
+from testkit import RecordedResource, Rendering, render_program
 from tests.helpers import shared_file, spec_for
 
 CONTAINER = "docker:index/container:Container"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.testing import PROJECT_DIR, UNKNOWN, RecordedResource, Rendering, Secret, render_stack, unwrap
 from policy import rules
 from policy.rules import Report, Resource
+from testkit import PROJECT_DIR, UNKNOWN, RecordedResource, Rendering, Secret, render_stack, unwrap
 
 POLICY_DIR = PROJECT_DIR / "policy"
 STACKS = sorted(p.name.split(".")[1] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))

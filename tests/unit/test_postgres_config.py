@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from components.postgres import config
-from infra.spec import PostgresSpec
+from model.spec import PostgresSpec
 from tests.helpers import spec_for
 
 TIERS = ("small", "medium", "large")

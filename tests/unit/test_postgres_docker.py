@@ -11,8 +11,8 @@ import pytest
 from components.postgres import PostgresCluster, config
 from components.secrets import PlatformSecrets
 from components.target import DockerTarget
-from infra.spec import PlatformSpec
-from infra.testing import RecordedResource, Rendering, Secret, render_program, walk_plain
+from model.spec import PlatformSpec
+from testkit import RecordedResource, Rendering, Secret, render_program, walk_plain
 from tests.helpers import spec_for
 
 CONTAINER = "docker:index/container:Container"

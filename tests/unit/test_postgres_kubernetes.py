@@ -21,10 +21,10 @@ from components.postgres import kubernetes as pgk
 from components.postgres.config import slot_wal_cap_mib
 from components.secrets import PlatformSecrets
 from components.target import KubernetesTarget
-from infra.k8s_check import builtin_problems, crd_problems
-from infra.spec import PlatformSpec
-from infra.testing import RecordedResource, Rendering, Secret, render_program, unwrap, walk_plain
-from infra.tiers import TIERS
+from model.spec import PlatformSpec
+from model.tiers import TIERS
+from testkit import RecordedResource, Rendering, Secret, render_program, unwrap, walk_plain
+from testkit.k8s_check import builtin_problems, crd_problems
 from tests.helpers import shared_file, spec_for
 
 NAME = "platform-postgres"

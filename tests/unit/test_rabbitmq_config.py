@@ -21,7 +21,7 @@ from components.rabbitmq.config import (
     render_entrypoint,
     render_rabbitmq_conf,
 )
-from infra.spec import RabbitMQSpec
+from model.spec import RabbitMQSpec
 from tests.helpers import spec_for
 
 # Mapping names of RabbitMQ 3.10.8's rabbit.schema and rabbitmq_management.schema (Debian 12's server) that cover

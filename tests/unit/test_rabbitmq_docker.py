@@ -23,9 +23,9 @@ from components.rabbitmq.config import (
 from components.rabbitmq.docker import TYPE
 from components.secrets import PlatformSecrets
 from components.target import DockerTarget
-from infra.schema_check import input_problems, load_schema
-from infra.spec import PlatformSpec
-from infra.testing import RecordedResource, Rendering, Secret, mock_secret_value, render_program, walk_plain
+from model.spec import PlatformSpec
+from testkit import RecordedResource, Rendering, Secret, mock_secret_value, render_program, walk_plain
+from testkit.schema_check import input_problems, load_schema
 from tests.helpers import shared_file, spec_for
 
 CONTAINER = "docker:index/container:Container"

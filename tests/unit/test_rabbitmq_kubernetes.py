@@ -16,9 +16,9 @@ from components.rabbitmq.config import render_operator_config, render_rabbitmq_c
 from components.rabbitmq.docker import TYPE
 from components.secrets import PlatformSecrets
 from components.target import KubernetesTarget
-from infra.k8s_check import builtin_problems, crd_problems
-from infra.spec import PlatformSpec, RabbitMQSpec
-from infra.testing import RecordedResource, Rendering, Secret, mock_secret_value, render_program, unwrap, walk_plain
+from model.spec import PlatformSpec, RabbitMQSpec
+from testkit import RecordedResource, Rendering, Secret, mock_secret_value, render_program, unwrap, walk_plain
+from testkit.k8s_check import builtin_problems, crd_problems
 from tests.helpers import shared_file, spec_for
 
 CLUSTER = "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster"

@@ -6,17 +6,17 @@ import re
 
 import pytest
 
-from infra import docs
-from infra.errors import ConfigError
 from infra.program import load_spec
-from infra.testing import PROJECT_DIR, apply_sets, read_stack_file, to_engine_config
+from model.errors import ConfigError
+from testkit import PROJECT_DIR, apply_sets, read_stack_file, to_engine_config
+from tooling import docs
 
 README = (PROJECT_DIR / "README.md").read_text()
 
 
 def test_config_reference_matches_the_models() -> None:
     start, end = README.index(docs.BEGIN), README.index(docs.END) + len(docs.END)
-    assert README[start:end] == docs.render(), "README is stale: run `python -m infra.docs` and paste it"
+    assert README[start:end] == docs.render(), "README is stale: run `python -m tooling.docs` and paste it"
 
 
 def test_every_model_field_is_documented() -> None:

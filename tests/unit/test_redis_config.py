@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components.redis import config
-from infra.spec import RedisSpec, Resources, ResourceSpec
+from model.spec import RedisSpec, Resources, ResourceSpec
 
 SH = shutil.which("sh")
 needs_sh = pytest.mark.skipif(SH is None, reason="no POSIX sh on this machine")

@@ -23,9 +23,8 @@ from components.redis.config import (
 from components.redis.docker import TYPE
 from components.secrets import PlatformSecrets
 from components.target import DockerTarget
-from infra.schema_check import input_problems, load_schema
-from infra.spec import PlatformSpec
-from infra.testing import (
+from model.spec import PlatformSpec
+from testkit import (
     BanyanMocks,
     RecordedResource,
     Rendering,
@@ -34,6 +33,7 @@ from infra.testing import (
     render_program,
     walk_plain,
 )
+from testkit.schema_check import input_problems, load_schema
 from tests.helpers import shared_file, spec_for
 
 CONTAINER = "docker:index/container:Container"

@@ -25,9 +25,9 @@ from components.redis.docker import TYPE
 from components.redis.kubernetes import CREATE_KEY, NODES_ANNOTATION, START_KEY, probe_commands
 from components.secrets import PlatformSecrets
 from components.target import KubernetesTarget
-from infra.k8s_check import KUBERNETES_VERSION, builtin_problems
-from infra.spec import PlatformSpec, RedisSpec
-from infra.testing import (
+from model.spec import PlatformSpec, RedisSpec
+from model.tiers import TIERS
+from testkit import (
     BanyanMocks,
     RecordedResource,
     Rendering,
@@ -37,7 +37,7 @@ from infra.testing import (
     unwrap,
     walk_plain,
 )
-from infra.tiers import TIERS
+from testkit.k8s_check import KUBERNETES_VERSION, builtin_problems
 from tests.helpers import spec_for
 
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from infra.tiers import HPA_CPU_PERCENT, HPA_MEMORY_PERCENT, POOL, PREFETCH_RANGE, TIERS
+from model.tiers import HPA_CPU_PERCENT, HPA_MEMORY_PERCENT, POOL, PREFETCH_RANGE, TIERS
 from tests.helpers import shared_file, spec_for
 
 TIER_COLUMNS = ("small", "medium", "large")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.testing import PROJECT_DIR
+from testkit import PROJECT_DIR
 
 WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
 TEST_WORKFLOW = WORKFLOWS / "test.yml"
@@ -156,8 +156,8 @@ def test_the_preview_runs_pulumi_preview_with_one_updating_comment_per_stack() -
 
 def test_the_offline_plan_is_posted_under_a_marker_per_stack() -> None:
     workflow = load(PREVIEW_WORKFLOW)
-    plan = next(s for s in steps(workflow) if "infra.plan" in s.get("run", ""))
-    assert 'python -m infra.plan "$STACK" --format markdown' in plan["run"]
+    plan = next(s for s in steps(workflow) if "tooling.plan" in s.get("run", ""))
+    assert 'python -m tooling.plan "$STACK" --format markdown' in plan["run"]
     [job] = workflow["jobs"].values()
     assert job["env"]["STACK"] == "${{ matrix.stack }}"
     script = step_using(workflow, "actions/github-script")["with"]["script"]
@@ -165,7 +165,7 @@ def test_the_offline_plan_is_posted_under_a_marker_per_stack() -> None:
 
 
 def test_the_plan_command_the_workflow_runs_works() -> None:
-    done = subprocess.run([sys.executable, "-m", "infra.plan", "dev", "--format", "markdown"], cwd=PROJECT_DIR,
+    done = subprocess.run([sys.executable, "-m", "tooling.plan", "dev", "--format", "markdown"], cwd=PROJECT_DIR,
                           capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "dev" in done.stdout and "|" in done.stdout  # Markdown with tables, naming the stack

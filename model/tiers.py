@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, TypeVar
 
-from infra import capacity
-from infra.config import (
+from model import capacity
+from model.config import (
     AutoscalingOverride,
     PoolOverride,
     ResourcesOverride,
@@ -37,9 +37,9 @@ from infra.config import (
     StackConfig,
     Workload,
 )
-from infra.contract import RESERVED as RESERVED_ENV
-from infra.errors import ConfigProblem
-from infra.spec import (
+from model.contract import RESERVED as RESERVED_ENV
+from model.errors import ConfigProblem
+from model.spec import (
     AutoscalingSpec,
     BudgetLine,
     CircuitBreakerSpec,

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from infra.testing import Secret, Unknown
+from testkit.render import Secret, Unknown
 
 _JSON_TYPES: Mapping[str, tuple[type, ...]] = {
     "string": (str,),

@@ -1,6 +1,6 @@
 """Render a stack under Pulumi's mocks and query what it registered: for our tests and for users' own.
 
-    from infra.testing import render_stack, resolve_output
+    from testkit import render_stack, resolve_output
     rendering = render_stack("dev", set={"tier": "large"})
     gateways = rendering.named_like("docker:index/container:Container", "api-gateway-")
     assert len(gateways) == 10

@@ -1,9 +1,9 @@
-"""Golden snapshots of every stack (tests/snapshots/<stack>.txt): `python -m infra.snapshots` rewrites them."""
+"""Golden snapshots of every stack (tests/snapshots/<stack>.txt): `python -m tooling.snapshots` rewrites them."""
 
 from __future__ import annotations
 
-from infra.plan import render_snapshot
-from infra.testing import PROJECT_DIR, render_stack
+from testkit.render import PROJECT_DIR, render_stack
+from tooling.plan import render_snapshot
 
 SNAPSHOT_DIR = PROJECT_DIR / "tests" / "snapshots"
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from infra.testing import unwrap
+from testkit.render import unwrap
 
 # The Kubernetes version rendered objects are validated for (kubernetes-validate's bundled schemas).
 KUBERNETES_VERSION = "1.33.0"

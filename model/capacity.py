@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from infra.spec import BudgetLine, ConnectionBudget
+from model.spec import BudgetLine, ConnectionBudget
 
 # "Database Connections < 80% max" (guide, Target Metrics).
 BUDGET_LIMIT_PERCENT = 80

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from infra.spec import GatewaySpec, PlatformSpec, ServiceSpec, WorkloadSpec
+from model.spec import GatewaySpec, PlatformSpec, ServiceSpec, WorkloadSpec
 
 # Names banyan sets; a stack's extra `env` may not redefine them.
 RESERVED = frozenset(

@@ -1,12 +1,12 @@
 """The offline plan: what a stack would deploy, with no Pulumi CLI, backend, Docker or cluster.
 
-    python -m infra.plan dev                         # readable terminal view
-    python -m infra.plan dev --format markdown       # for a pull-request comment (summary first)
-    python -m infra.plan dev --format json
-    python -m infra.plan dev --set tier=large        # what-if, repeatable
-    python -m infra.plan dev --diff-against main     # what this checkout changes against a git ref
-    python -m infra.plan prod --diff-stack dev       # two stacks side by side
-    python -m infra.plan dev --format snapshot       # the golden snapshot (tests/snapshots/<stack>.txt)
+    python -m tooling.plan dev                         # readable terminal view
+    python -m tooling.plan dev --format markdown       # for a pull-request comment (summary first)
+    python -m tooling.plan dev --format json
+    python -m tooling.plan dev --set tier=large        # what-if, repeatable
+    python -m tooling.plan dev --diff-against main     # what this checkout changes against a git ref
+    python -m tooling.plan prod --diff-stack dev       # two stacks side by side
+    python -m tooling.plan dev --format snapshot       # the golden snapshot (tests/snapshots/<stack>.txt)
 
 The stack is rendered by the real program under Pulumi's mock engine in preview mode: what only a
 provider can know (ids, generated passwords) stays unknown and is shown as <unknown>; secrets are
@@ -28,10 +28,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from infra.errors import ConfigError
 from infra.program import load_spec
-from infra.spec import PlatformSpec, ResourceSpec, WorkloadSpec
-from infra.testing import (
+from model.errors import ConfigError
+from model.spec import PlatformSpec, ResourceSpec, WorkloadSpec
+from testkit.render import (
     PROJECT_DIR,
     UNKNOWN,
     RecordedResource,
@@ -282,9 +282,12 @@ def records_at_ref(ref: str, stack: str) -> dict[str, dict[str, Any]]:
         root = Path(tmp) / "tree"
         with tarfile.open(tar_path) as tar:
             tar.extractall(root, filter="data")
-        if not (root / "infra" / "plan.py").exists():
+        # The plan moved from infra/ to tooling/ (the layout of issue 10); older refs still render.
+        module = next((m for m in ("tooling.plan", "infra.plan")
+                       if (root / m.replace(".", "/")).with_suffix(".py").exists()), None)
+        if module is None:
             raise SystemExit(f"{ref} predates the plan command; diff against a later ref")
-        argv = [sys.executable, "-m", "infra.plan", stack, "--format", "json"]
+        argv = [sys.executable, "-m", module, stack, "--format", "json"]
         env = {**os.environ, "PYTHONPATH": str(root)}
         done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -380,7 +383,7 @@ def render_json(plan: Plan) -> str:
 
 def render_snapshot(rendering: Rendering) -> str:
     """Every resource's type, name, parent, options and inputs; deterministic, secrets redacted."""
-    lines = [f"# banyan golden snapshot of stack {rendering.stack} (python -m infra.plan {rendering.stack} "
+    lines = [f"# banyan golden snapshot of stack {rendering.stack} (python -m tooling.plan {rendering.stack} "
              "--format snapshot); unknown until deployed: <unknown>, secrets: [secret]"]
     for key, rec in records(rendering).items():
         lines += ["", f"## {key}", f"parent: {rec['parent']}"]
@@ -394,7 +397,7 @@ def render_snapshot(rendering: Rendering) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tooling.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="stack name: Pulumi.<stack>.yaml")
     parser.add_argument("--format", choices=("text", "markdown", "json", "snapshot"), default="text")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

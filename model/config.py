@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from infra.errors import ConfigProblem
+from model.errors import ConfigProblem
 
 NAMESPACE = "banyan"
 

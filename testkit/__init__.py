@@ -1,0 +1,31 @@
+"""What users (and banyan's own tests) write stack tests with: render a stack under Pulumi's mocks and
+query what it registered (`testkit.render`), check recorded inputs against the providers' schemas and
+the operators' CRDs (`testkit.schema_check`, `testkit.k8s_check`), and boot servers in network
+namespaces (`testkit.netns`, root only)."""
+
+from testkit.render import (
+    PROJECT_DIR,
+    UNKNOWN,
+    BanyanMocks,
+    PreviewMocks,
+    RecordedResource,
+    Rendering,
+    Secret,
+    Unknown,
+    apply_sets,
+    mock_secret_value,
+    project_name,
+    read_stack_file,
+    render_program,
+    render_stack,
+    resolve_output,
+    to_engine_config,
+    unwrap,
+    walk_plain,
+)
+
+__all__ = [
+    "PROJECT_DIR", "UNKNOWN", "BanyanMocks", "PreviewMocks", "RecordedResource", "Rendering", "Secret",
+    "Unknown", "apply_sets", "mock_secret_value", "project_name", "read_stack_file", "render_program",
+    "render_stack", "resolve_output", "to_engine_config", "unwrap", "walk_plain",
+]

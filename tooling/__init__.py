@@ -1,0 +1,1 @@
+"""Operator tooling: the offline plan (`python -m tooling.plan`), golden snapshots and generated docs."""
