@@ -21,11 +21,25 @@ ANYWHERE = "*"
 CNPG_NAMESPACE = postgres_k8s.OPERATOR_NAMESPACE
 RABBITMQ_OPERATOR_NAMESPACE = rabbitmq_k8s.OPERATOR_NAMESPACE
 
-# Ports the data tier's pods use among themselves.
-POSTGRES_PORTS = (5432, 8000)        # PostgreSQL; CloudNativePG's instance manager
-# epmd, AMQP, management, distribution, and the CLI tools' range (35672-35682) as (first, last).
-RABBITMQ_PEER_PORTS: tuple[int | tuple[int, int], ...] = (4369, 5672, 15672, 25672, (35672, 35682))
-REDIS_PEER_PORTS = (6379, 16379)     # clients, cluster bus
+PortOrRange = int | tuple[int, int]
+
+
+def _postgres_ports(spec: PlatformSpec) -> tuple[PortOrRange, ...]:
+    """PostgreSQL, and CloudNativePG's instance manager (its status API, called by the operator)."""
+    return (spec.postgres.port, postgres_k8s.STATUS_PORT)
+
+
+def _rabbitmq_peer_ports(spec: PlatformSpec) -> tuple[PortOrRange, ...]:
+    """What RabbitMQ nodes and the operator use among themselves: epmd, AMQP, management, Erlang
+    distribution and the CLI tools' range."""
+    mq = spec.rabbitmq
+    return (rabbitmq_k8s.EPMD_PORT, mq.port, mq.management_port, rabbitmq_k8s.DISTRIBUTION_PORT,
+            rabbitmq_k8s.CLI_PORT_RANGE)
+
+
+def _redis_peer_ports(spec: PlatformSpec) -> tuple[PortOrRange, ...]:
+    """Clients and the cluster bus."""
+    return (spec.redis.port, spec.redis.bus_port)
 
 
 @dataclass(frozen=True)
@@ -45,7 +59,7 @@ class Rule:
     """`sources` may open `ports` on the pods of `part`."""
 
     part: str
-    ports: tuple[int | tuple[int, int], ...]
+    ports: tuple[PortOrRange, ...]
     sources: tuple[Source, ...]
 
 
@@ -58,18 +72,19 @@ def ingress_rules(spec: PlatformSpec) -> list[Rule]:
         Rule("nginx", (spec.nginx.listen_port,), (Source(),)),
         Rule(gateway.name, (gateway.port,), (Source(part="nginx"),)),
         *(Rule(s.name, (s.port,), (Source(part=gateway.name),)) for s in spec.services),
-        Rule("postgres", POSTGRES_PORTS,
+        Rule("postgres", _postgres_ports(spec),
              (*db_clients, Source(part="postgres-pooler"), Source(part="postgres"), Source(namespace=CNPG_NAMESPACE))),
-        Rule("postgres-pooler", (5432,), db_clients),
+        # The pooler's PgBouncer serves on the PostgreSQL port, as the instances do.
+        Rule("postgres-pooler", (spec.postgres.port,), db_clients),
         Rule("rabbitmq", (spec.rabbitmq.port,), apps),
-        Rule("rabbitmq", RABBITMQ_PEER_PORTS,
+        Rule("rabbitmq", _rabbitmq_peer_ports(spec),
              (Source(part="rabbitmq"), Source(namespace=RABBITMQ_OPERATOR_NAMESPACE))),
         Rule("redis", (spec.redis.port,), (*apps, Source(part="redis-cluster-create"))),
-        Rule("redis", REDIS_PEER_PORTS, (Source(part="redis"),)),
+        Rule("redis", _redis_peer_ports(spec), (Source(part="redis"),)),
     ]
 
 
-def _port(port: int | tuple[int, int]) -> k8s.networking.v1.NetworkPolicyPortArgs:
+def _port(port: PortOrRange) -> k8s.networking.v1.NetworkPolicyPortArgs:
     if isinstance(port, tuple):
         return k8s.networking.v1.NetworkPolicyPortArgs(port=port[0], end_port=port[1], protocol="TCP")
     return k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -19,6 +18,7 @@ from pydantic import (
 )
 
 from model.errors import ConfigProblem
+from model.images import parse_image
 
 NAMESPACE = "banyan"
 
@@ -29,19 +29,17 @@ WorkloadKind = Literal["cpu", "io", "memory"]
 # A DNS-1123 label: container, host and Kubernetes object names are all built from it.
 DNS_LABEL = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def _check_image(ref: str) -> str:
     """An image must name a fixed version: a tag other than `latest`, and optionally a digest."""
-    without_digest = _DIGEST.sub("", ref)
-    if not without_digest or any(c.isspace() for c in ref):
-        raise ValueError("must be an image reference such as 'postgres:16.9-alpine'")
-    last = without_digest.rsplit("/", 1)[-1]
-    if ":" not in last:
+    try:
+        image = parse_image(ref)
+    except ValueError:
+        raise ValueError("must be an image reference such as 'postgres:16.9-alpine'") from None
+    if image.tag is None:
         raise ValueError("must be pinned to a tag (e.g. 'redis:7.4.2-alpine'); an untagged image means 'latest'")
-    tag = last.split(":", 1)[1]
-    if not tag or tag == "latest":
+    if image.tag.lower() == "latest":
         raise ValueError("must be pinned to a version tag, not 'latest'")
     return ref
 

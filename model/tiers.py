@@ -22,7 +22,6 @@ Where each number comes from:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -39,6 +38,7 @@ from model.config import (
 )
 from model.contract import RESERVED as RESERVED_ENV
 from model.errors import ConfigProblem
+from model.images import parse_image
 from model.spec import (
     AutoscalingSpec,
     BudgetLine,
@@ -452,18 +452,15 @@ def resolve(config: StackConfig, *, project: str, stack: str,
     ), []
 
 
-_OFFICIAL_POSTGRES = ("postgres", "library/postgres", "docker.io/library/postgres", "docker.io/postgres")
-
-
 def _check_postgres_image(r: _Resolver, image: str, version: int) -> None:
     """The image's major version must be the one the config files are written for; on Kubernetes an
     official image's tag must also name major.minor, which picks the CloudNativePG operand image."""
-    repository, _, tag = image.split("@", 1)[0].rpartition(":")
-    match = re.match(r"^(\d+)(?:\.(\d+))?", tag)
-    if match and int(match[1]) != version:
-        r.problem("postgres.image", image, f"the tag names PostgreSQL {match[1]} but banyan:postgres.version is "
+    ref = parse_image(image)  # the config model accepted it, so it parses
+    numbers = ref.version() or ()
+    if numbers and numbers[0] != version:
+        r.problem("postgres.image", image, f"the tag names PostgreSQL {numbers[0]} but banyan:postgres.version is "
                   f"{version}; allowed: an image of PostgreSQL {version}, or set the version to match")
-    elif r.config.target == "kubernetes" and repository in _OFFICIAL_POSTGRES and not (match and match[2]):
+    elif r.config.target == "kubernetes" and ref.is_docker_official("postgres") and len(numbers) < 2:
         r.problem("postgres.image", image, "on Kubernetes the tag must start with major.minor (e.g. "
                   "postgres:16.9-alpine) to pick the matching CloudNativePG image")
 

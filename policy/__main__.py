@@ -29,6 +29,14 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 if __package__:  # imported as policy.__main__ (tests, type checks) rather than run by the CLI
     from . import rules
 else:
+    import sys
+    from pathlib import Path
+
+    # The rules share the project's `model` (what holds data, image references): the project root, above
+    # this folder, is not on sys.path when the CLI runs the pack.
+    _ROOT = str(Path(__file__).resolve().parent.parent)
+    if _ROOT not in sys.path:
+        sys.path.insert(0, _ROOT)
     import rules  # type: ignore[import-not-found, no-redef]
 
 PACK_NAME = "banyan"

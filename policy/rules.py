@@ -1,7 +1,8 @@
 """The checks behind banyan's policy pack, as pure functions: plain resource data in, findings out.
 
 `__main__.py` wraps each one in a Pulumi policy; the tests call them directly on rendered stacks. Nothing
-here imports Pulumi, so the rules run (and are tested) without an engine.
+here imports Pulumi, so the rules run (and are tested) without an engine. What holds data and how an image
+reference parses come from the project's `model` (standard library only), as the plan has them.
 
 What a rule sees is what the engine hands a policy pack: a resource's type token (`docker:index/container:
 Container`, `kubernetes:apps/v1:Deployment`), its properties under their wire names (camelCase for Docker,
@@ -18,6 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.images import parse_image
+from model.stateful import CNPG_GROUP, RABBITMQ_GROUP, is_stateful_type, kubernetes_kind
+
 # Pulumi's wire sentinels for values not known during a preview (one per kind: bool, number, string,
 # array, asset, archive, object). The same strings pulumi.runtime.rpc and pulumi_policy.proxy use.
 UNKNOWN_VALUES = frozenset({
@@ -32,7 +36,6 @@ UNKNOWN_VALUES = frozenset({
 
 DOCKER_CONTAINER = "docker:index/container:Container"
 DOCKER_REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
-DOCKER_VOLUME = "docker:index/volume:Volume"
 
 # Kubernetes kinds whose pods come from a pod template, and where that template's pod spec sits.
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -45,22 +48,12 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Job": ("spec", "template", "spec"),
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
-CNPG_GROUP = "postgresql.cnpg.io"
-RABBITMQ_GROUP = "rabbitmq.com"
 # Partial pod templates the operators merge into the pods they make (no image required there).
 OPERATOR_POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     (CNPG_GROUP, "Pooler"): ("spec", "template", "spec"),
     (RABBITMQ_GROUP, "RabbitmqCluster"): ("spec", "override", "statefulSet", "spec", "template", "spec"),
 }
 
-# (group, kind) of what holds data: losing one to a `pulumi destroy` or a replacement loses the data.
-STATEFUL_KUBERNETES = frozenset({
-    ("core", "Namespace"),
-    ("core", "PersistentVolumeClaim"),
-    ("apps", "StatefulSet"),
-    (CNPG_GROUP, "Cluster"),
-    (RABBITMQ_GROUP, "RabbitmqCluster"),
-})
 DEFAULT_PROTECTED_STACKS = ("prod",)
 # The only part whose ports may be reached from beyond the host / cluster: the load balancer.
 DEFAULT_PUBLIC_PARTS = ("nginx",)
@@ -114,14 +107,6 @@ class Report:
 
 
 # ---- reading resources --------------------------------------------------------------------------------
-
-
-def kubernetes_kind(type_: str) -> tuple[str, str] | None:
-    """("apps", "Deployment") for `kubernetes:apps/v1:Deployment`; None for anything not Kubernetes."""
-    parts = type_.split(":")
-    if len(parts) != 3 or parts[0] != "kubernetes" or "/" not in parts[1]:
-        return None
-    return parts[1].rsplit("/", 1)[0], parts[2]
 
 
 def stack_of(urn: str) -> str | None:
@@ -200,12 +185,13 @@ def image_problem(ref: Any) -> str | None:
     ref = ref.strip()
     if ref.startswith("sha256:"):
         return None  # an image id: content-addressed
-    name, _, digest = ref.partition("@")
-    last = name.rsplit("/", 1)[-1]  # a registry's :port sits before the last slash, a tag after it
-    tag = last.partition(":")[2]
-    if tag.lower() == "latest":
+    try:
+        image = parse_image(ref)
+    except ValueError as exc:
+        return str(exc)
+    if image.tag is not None and image.tag.lower() == "latest":
         return f"image {ref!r} uses the `latest` tag"
-    if not tag and not digest:
+    if not image.pinned:
         return f"image {ref!r} has no tag (Docker pulls `latest`)"
     return None
 
@@ -310,8 +296,7 @@ def check_resource_limits(resource: Resource) -> Report:
 # ---- protection of what holds data --------------------------------------------------------------------
 
 
-def is_stateful(type_: str) -> bool:
-    return type_ == DOCKER_VOLUME or kubernetes_kind(type_) in STATEFUL_KUBERNETES
+is_stateful = is_stateful_type
 
 
 def check_protected(resource: Resource, protected_stacks: Sequence[str] = DEFAULT_PROTECTED_STACKS,

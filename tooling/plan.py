@@ -31,6 +31,7 @@ from typing import Any
 from infra.program import load_spec
 from model.errors import ConfigError
 from model.spec import PlatformSpec, ResourceSpec, WorkloadSpec
+from model.stateful import is_stateful_type
 from testkit.render import (
     PROJECT_DIR,
     UNKNOWN,
@@ -48,7 +49,6 @@ REDACTED = "[secret]"
 SHOWN_UNKNOWN = "<unknown>"
 # A PR comment holds 65,536 characters; leave room for the marker and the other stack's comment.
 MARKDOWN_LIMIT = 60_000
-STATEFUL_KINDS = frozenset({"Cluster", "RabbitmqCluster", "StatefulSet", "PersistentVolumeClaim", "Namespace"})
 # Kubernetes fields the API server will not change in place.
 # ConfigMaps and Secrets: pulumi-kubernetes replaces them on a data change (unless the provider is told
 # they are mutable), so that the pods using them roll.
@@ -125,7 +125,7 @@ def records(rendering: Rendering) -> dict[str, dict[str, Any]]:
 
 def is_stateful(record: Mapping[str, Any]) -> bool:
     """Our convention: every resource holding data is retained on delete; operators' clusters by kind."""
-    return bool(record["options"]["retain_on_delete"]) or record["inputs"].get("kind") in STATEFUL_KINDS
+    return bool(record["options"]["retain_on_delete"]) or is_stateful_type(record["type"])
 
 
 # ---- capacity ------------------------------------------------------------------------------------

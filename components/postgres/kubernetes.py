@@ -17,7 +17,6 @@ chosen on purpose and is used as given (digest included).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -30,6 +29,7 @@ from components.postgres.config import slot_wal_cap_mib
 from components.secrets import PostgresPasswords
 from components.target import KubernetesTarget
 from model import capacity
+from model.images import parse_image
 from model.spec import ConnectionBudget, PostgresSpec, Resources, ResourceSpec
 
 # The operator: the project's own chart. Chart 0.29.0 ships operator 1.30.0 (appVersion in the chart
@@ -44,11 +44,6 @@ OPERATOR_VERSION = "1.30.0"
 API_VERSION = "postgresql.cnpg.io/v1"
 OPERAND_REPOSITORY = "ghcr.io/cloudnative-pg/postgresql"
 OPERAND_VARIANT = "standard-bookworm"
-_OFFICIAL_REPOSITORIES = frozenset({
-    "postgres", "library/postgres", "docker.io/postgres", "docker.io/library/postgres",
-    "index.docker.io/library/postgres", "registry-1.docker.io/library/postgres",
-})
-_TAG_VERSION = re.compile(r"^(\d+)\.(\d+)(?=$|[-._])")
 
 # Labels the operator itself puts on the pods it creates and selects them by: they cannot drift.
 CLUSTER_LABEL = "cnpg.io/cluster"
@@ -128,18 +123,17 @@ def pooler_pod_selector(spec: PostgresSpec) -> dict[str, str]:
 
 def operand_image(spec: PostgresSpec) -> str:
     """The CloudNativePG image for the server `spec.image` names (see the module docstring)."""
-    reference = spec.image.split("@", 1)[0]
-    repository, _, tag = reference.rpartition(":")
-    match = _TAG_VERSION.match(tag)
-    if match and int(match[1]) != spec.version:
-        raise ValueError(f"postgres.image {spec.image!r} is PostgreSQL {match[1]}, "
+    ref = parse_image(spec.image)
+    numbers = ref.version() or ()
+    if numbers and numbers[0] != spec.version:
+        raise ValueError(f"postgres.image {spec.image!r} is PostgreSQL {numbers[0]}, "
                          f"but postgres.version is {spec.version}")
-    if repository not in _OFFICIAL_REPOSITORIES:
+    if not ref.is_docker_official("postgres"):
         return spec.image
-    if not match:
+    if len(numbers) < 2:
         raise ValueError(f"postgres.image {spec.image!r}: the tag must start with major.minor "
                          "(e.g. 16.9-alpine) to pick the matching CloudNativePG image")
-    return f"{OPERAND_REPOSITORY}:{match[1]}.{match[2]}-{OPERAND_VARIANT}"
+    return f"{OPERAND_REPOSITORY}:{numbers[0]}.{numbers[1]}-{OPERAND_VARIANT}"
 
 
 def postgresql_parameters(spec: PostgresSpec) -> dict[str, str]:

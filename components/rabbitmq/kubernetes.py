@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pulumi
@@ -12,6 +11,7 @@ from components import k8s_common as kc
 from components.rabbitmq.config import render_operator_config
 from components.secrets import RabbitMQCredentials
 from components.target import KubernetesTarget
+from model.images import parse_image
 from model.spec import RabbitMQSpec
 
 # The operator, installed the way issue 5 asks: a pinned Helm chart in its own namespace. RabbitMQ publishes no
@@ -45,7 +45,6 @@ HTTP_STARTUP_PROBE_SINCE = (4, 2, 4)
 # `pulumi up` waits for every node to be ready (the operator's own condition) instead of returning at creation.
 WAIT_FOR = {"pulumi.com/waitFor": "condition=AllReplicasReady"}
 
-_IMAGE_VERSION = re.compile(r":(\d+)\.(\d+)(?:\.(\d+))?(?:[-@]|$)")
 
 
 def client_service_name(spec: RabbitMQSpec) -> str:
@@ -60,10 +59,8 @@ def default_user_secret_name(spec: RabbitMQSpec) -> str:
 
 def image_version(image: str) -> tuple[int, ...] | None:
     """`major.minor[.patch]` from the image tag, when the tag carries one (`rabbitmq:4.2.6-management`)."""
-    match = _IMAGE_VERSION.search(image)
-    if match is None:
-        return None
-    return tuple(int(part) for part in match.groups() if part is not None)
+    numbers = parse_image(image).version()
+    return numbers if numbers is not None and len(numbers) >= 2 else None
 
 
 def needs_legacy_startup_probe(spec: RabbitMQSpec) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from model.stateful import DOCKER_VOLUME, kubernetes_kind
 from policy import rules
 from policy.rules import Report, Resource
 from testkit import PROJECT_DIR, UNKNOWN, RecordedResource, Rendering, Secret, render_stack, unwrap
@@ -131,7 +132,7 @@ def test_the_budget_read_from_resources_is_the_one_the_stack_planned(stack: str,
 def test_the_rules_look_at_the_stateful_resources_of_prod() -> None:
     """Not vacuous: prod has each kind the protection rule guards, all protected, and they are judged."""
     stateful = [r for r in resources("prod") if rules.is_stateful(r.type)]
-    kinds = {rules.kubernetes_kind(r.type) for r in stateful}
+    kinds = {kubernetes_kind(r.type) for r in stateful}
     assert {("core", "Namespace"), ("apps", "StatefulSet"), ("postgresql.cnpg.io", "Cluster"),
             ("rabbitmq.com", "RabbitmqCluster")} <= kinds
     unprotected = [Resource(r.type, r.props, r.urn, r.name, protect=False) for r in stateful]
@@ -221,7 +222,7 @@ def test_limits_removed_from_a_real_container_fail() -> None:
 # ---- protect -------------------------------------------------------------------------------------------------
 
 
-STATEFUL_TYPES = [rules.DOCKER_VOLUME, "kubernetes:core/v1:Namespace", "kubernetes:apps/v1:StatefulSet",
+STATEFUL_TYPES = [DOCKER_VOLUME, "kubernetes:core/v1:Namespace", "kubernetes:apps/v1:StatefulSet",
                   "kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:postgresql.cnpg.io/v1:Cluster",
                   "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster"]
 
@@ -236,9 +237,9 @@ def test_an_unprotected_stateful_resource_fails_in_prod_only(type_: str) -> None
 
 def test_stateless_resources_and_other_stacks_are_not_judged() -> None:
     assert rules.check_protected(Resource("kubernetes:apps/v1:Deployment", {}, URN_PROD, "api")).ok
-    assert rules.check_protected(Resource(rules.DOCKER_VOLUME, {}, "urn:pulumi:staging::banyan::x::v", "v"),
+    assert rules.check_protected(Resource(DOCKER_VOLUME, {}, "urn:pulumi:staging::banyan::x::v", "v"),
                                  protected_stacks=("prod",)).ok
-    assert not rules.check_protected(Resource(rules.DOCKER_VOLUME, {}, "urn:pulumi:staging::banyan::x::v", "v"),
+    assert not rules.check_protected(Resource(DOCKER_VOLUME, {}, "urn:pulumi:staging::banyan::x::v", "v"),
                                      protected_stacks=("prod", "staging")).ok
 
 
@@ -513,7 +514,7 @@ def test_the_running_pack_reports_violations(analyzer: Any) -> None:
     found = dict(analyze(analyzer, CONTAINER, bad))
     assert set(found) == {"banyan-pinned-images", "banyan-resource-limits", "banyan-no-public-ports"}
     assert "latest" in found["banyan-pinned-images"]
-    volume = analyze(analyzer, rules.DOCKER_VOLUME, {"name": "data"}, "urn:pulumi:prod::banyan::v::data")
+    volume = analyze(analyzer, DOCKER_VOLUME, {"name": "data"}, "urn:pulumi:prod::banyan::v::data")
     assert [p for p, _ in volume] == ["banyan-protect-stateful"]
 
 

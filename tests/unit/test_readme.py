@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable
 
 import pytest
 
 from infra.program import load_spec
 from model.errors import ConfigError
+from model.tiers import TIERS
 from testkit import PROJECT_DIR, apply_sets, read_stack_file, to_engine_config
 from tooling import docs
 
 README = (PROJECT_DIR / "README.md").read_text()
 
 
-def test_config_reference_matches_the_models() -> None:
-    start, end = README.index(docs.BEGIN), README.index(docs.END) + len(docs.END)
-    assert README[start:end] == docs.render(), "README is stale: run `python -m tooling.docs` and paste it"
+@pytest.mark.parametrize(("begin", "end", "make"), docs.BLOCKS, ids=["config-reference", "tier-table"])
+def test_generated_blocks_match_the_code(begin: str, end: str, make: Callable[[], str]) -> None:
+    start, stop = README.index(begin), README.index(end) + len(end)
+    assert README[start:stop] == make(), "README is stale: run `python -m tooling.docs`"
+
+
+def test_the_tier_table_follows_the_presets() -> None:
+    """A preset changed is a README changed: the generated table reads the presets, not a copy."""
+    medium = TIERS["medium"]
+    moved = dataclasses.replace(medium, postgres_replicas=medium.postgres_replicas + 1)
+    row = next(cell for label, cell in docs.TIER_ROWS if label == "PostgreSQL")
+    assert row(moved) != row(medium)
 
 
 def test_every_model_field_is_documented() -> None:
