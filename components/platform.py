@@ -64,7 +64,7 @@ class BanyanPlatform(pulumi.ComponentResource):
         )
         # Docker: apps start once the data tier is healthy (containers wait on their health checks).
         # Kubernetes: pods start at once and their readiness probes hold traffic until they connect.
-        data_tier = ([*self.postgres.containers, *self.rabbitmq.containers, *self.redis.containers]
+        data_tier = ([*self.postgres.wait_on, *self.rabbitmq.wait_on, *self.redis.wait_on]
                      if isinstance(target, DockerTarget) else [])
         self.gateway = ApiGateway(f"{name}-gateway", spec.gateway,
                                   env=app_env(spec, spec.gateway, self.endpoints, creds),
@@ -77,7 +77,7 @@ class BanyanPlatform(pulumi.ComponentResource):
         self.nginx = NginxLoadBalancer(f"{name}-nginx", spec.nginx, upstreams=self.gateway.hosts,
                                        upstream_port=self.gateway.port, target=target,
                                        peers=spec.gateway.instances,
-                                       opts=pulumi.ResourceOptions(parent=self, depends_on=self.gateway.containers))
+                                       opts=pulumi.ResourceOptions(parent=self, depends_on=self.gateway.wait_on))
         if isinstance(target, KubernetesTarget):
             network_policies.build(self, name, spec, target)
         self.public_url = self.nginx.public_url

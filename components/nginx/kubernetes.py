@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components import k8s_common as kc
 from components.nginx.config import HEALTH_PATH, SHUTDOWN_TIMEOUT_S, render_nginx_conf
+from components.seam import Built
 from components.target import KubernetesTarget
 from model.spec import NginxSpec
 
@@ -20,8 +21,8 @@ CLUSTER_DNS = "kube-dns.kube-system.svc.cluster.local"
 
 
 def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Sequence[str], upstream_port: int,
-          peers: int, target: KubernetesTarget) -> tuple[list[pulumi.Resource], pulumi.Output[str]]:
-    """Returns the objects and the public URL (a LoadBalancer's address is only known once provisioned)."""
+          peers: int, target: KubernetesTarget) -> Built:
+    """The public URL is an Output: a LoadBalancer's address is only known once provisioned."""
     conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=CLUSTER_DNS, peers=peers)
     # Named after its content: a new config is a new ConfigMap, and the Deployment's template change rolls the
     # pods onto it, while running pods keep the old one until they are replaced (never deleted under them).
@@ -82,7 +83,7 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
     if spec.instances > 1:
         created.append(kc.disruption_budget(f"{name}-pdb", target=target, part=PART, parent=parent,
                                             object_name=PART))
-    return created, public_url(service, spec, target)
+    return Built(hosts=[PART], port=spec.public_port, wait_on=created, url=public_url(service, spec, target))
 
 
 def public_url(service: k8s.core.v1.Service, spec: NginxSpec, target: KubernetesTarget) -> pulumi.Output[str]:

@@ -1,21 +1,21 @@
 """PostgreSQL: a primary and streaming read replicas, with the files they run on rendered from the spec."""
 
+from components.postgres.component import PostgresCluster
 from components.postgres.config import (
     health_command,
-    pg_hba_conf,
-    postgresql_conf,
-    primary_init_script,
-    replica_entrypoint,
+    render_pg_hba_conf,
+    render_postgresql_conf,
+    render_primary_init_script,
+    render_replica_entrypoint,
 )
-from components.postgres.docker import PostgresCluster
 from components.postgres.kubernetes import OPERATOR_NAMESPACE
 
 __all__ = [
     "OPERATOR_NAMESPACE",
     "PostgresCluster",
     "health_command",
-    "pg_hba_conf",
-    "postgresql_conf",
-    "primary_init_script",
-    "replica_entrypoint",
+    "render_pg_hba_conf",
+    "render_postgresql_conf",
+    "render_primary_init_script",
+    "render_replica_entrypoint",
 ]

@@ -103,7 +103,7 @@ def slot_wal_cap_mib(spec: PostgresSpec) -> int:
     return max(1024, spec.storage_gib * 1024 // 4)
 
 
-def postgresql_conf(spec: PostgresSpec, replica: int | None = None) -> str:
+def render_postgresql_conf(spec: PostgresSpec, replica: int | None = None) -> str:
     """postgresql.conf for one instance. Primary and replicas share every setting but cluster_name:
     a hot standby needs max_connections, max_wal_senders ... at least the primary's, and a replica
     may be promoted later."""
@@ -155,7 +155,7 @@ def postgresql_conf(spec: PostgresSpec, replica: int | None = None) -> str:
     return "\n".join(lines)
 
 
-def pg_hba_conf(spec: PostgresSpec) -> str:
+def render_pg_hba_conf(spec: PostgresSpec) -> str:
     """Client authentication: the socket trusts (the image's init and the health check use it, and
     reaching it already takes a shell in the container); every TCP connection proves a password."""
     rows = [
@@ -177,7 +177,7 @@ def pg_hba_conf(spec: PostgresSpec) -> str:
     return "\n".join(out) + "\n"
 
 
-def primary_init_script(spec: PostgresSpec) -> str:
+def render_primary_init_script(spec: PostgresSpec) -> str:
     """Roles, the application database and the replicas' slots, created once on the empty primary.
 
     Passwords come from the environment into psql variables (psql runs the backquoted command with its
@@ -214,7 +214,7 @@ SQL
 """
 
 
-def replica_entrypoint(spec: PostgresSpec, replica: int) -> str:
+def render_replica_entrypoint(spec: PostgresSpec, replica: int) -> str:
     """The entrypoint of replica `replica` (1-based): seed once, then start like any official image.
 
     The standby's password stays out of the data directory: `pg_basebackup -R` writes into

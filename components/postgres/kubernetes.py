@@ -26,6 +26,7 @@ import pulumi_kubernetes as k8s
 
 from components import k8s_common as kc
 from components.postgres.config import slot_wal_cap_mib
+from components.seam import Built
 from components.secrets import PostgresPasswords
 from components.target import KubernetesTarget
 from model import capacity
@@ -277,15 +278,6 @@ def pooler_spec(spec: PostgresSpec, sizing: PoolerSizing, target: KubernetesTarg
     }
 
 
-@dataclass
-class Built:
-    """What the component exposes: hosts apps connect to, and the objects dependants wait for."""
-
-    primary_host: str
-    replica_hosts: list[str]
-    resources: list[pulumi.Resource]
-
-
 def build(parent: pulumi.Resource, name: str, spec: PostgresSpec, *, passwords: PostgresPasswords,
           target: KubernetesTarget) -> Built:
     n = names(spec)
@@ -348,4 +340,4 @@ def build(parent: pulumi.Resource, name: str, spec: PostgresSpec, *, passwords: 
 
     # Without standbys `-ro` has no endpoints; reads then go to the primary (the contract's fallback).
     replica_hosts = [n.ro_service] if spec.replicas else []
-    return Built(primary_host=primary_host, replica_hosts=replica_hosts, resources=resources)
+    return Built(hosts=[primary_host, *replica_hosts], port=spec.port, wait_on=resources)

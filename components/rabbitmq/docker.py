@@ -1,11 +1,10 @@
-"""The RabbitMQ cluster component; on Docker one container per node, clustered by classic-config peer discovery."""
+"""RabbitMQ on Docker: one container per node, clustered by classic-config peer discovery."""
 
 from __future__ import annotations
 
 import pulumi
 
 from components import docker_common
-from components.rabbitmq import kubernetes
 from components.rabbitmq.config import (
     CONF_PATH,
     COOKIE_ENV,
@@ -18,11 +17,10 @@ from components.rabbitmq.config import (
     render_entrypoint,
     render_rabbitmq_conf,
 )
+from components.seam import Built
 from components.secrets import RabbitMQCredentials
-from components.target import KubernetesTarget, Target, require_target
+from components.target import DockerTarget
 from model.spec import RabbitMQSpec
-
-TYPE = "banyan:index:RabbitMQCluster"
 
 # Each check starts an Erlang VM for the CLI (about a second of CPU); check_running fails while the node boots,
 # waits for its peers' tables or is paused in a minority, and check_port_connectivity proves the listeners accept.
@@ -40,99 +38,59 @@ WAIT_TIMEOUT_S = 330
 STOP_TIMEOUT_S = 60
 
 
-class RabbitMQCluster(pulumi.ComponentResource):
-    """`spec.nodes` RabbitMQ nodes that form one cluster. Docker: the nodes cluster by themselves and the
-    management UI is optionally published on the host's loopback (node 1 only). Kubernetes: a RabbitmqCluster of
-    the RabbitMQ Cluster Operator; `hosts` is its client Service and `containers` the RabbitmqCluster."""
-
-    hosts: list[str]
-    port: int
-    management_port: int
-    management_url: str | None
-    containers: list[pulumi.Resource]
-
-    def __init__(
-        self,
-        name: str,
-        spec: RabbitMQSpec,
-        *,
-        credentials: RabbitMQCredentials,
-        target: Target,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        require_target(target, "RabbitMQCluster")
-        super().__init__(TYPE, name, None, opts)
-        self.port = spec.port
-        self.management_port = spec.management_port
-        if isinstance(target, KubernetesTarget):
-            self.containers = [kubernetes.build(self, name, spec, credentials=credentials, target=target)]
-            self.hosts = [kubernetes.client_service_name(spec)]
-            # The management UI stays inside the cluster (`kubectl port-forward svc/rabbitmq 15672`).
-            self.management_url = None
-            self._register()
-            return
-
-        uploads = [
-            docker_common.Upload(CONF_PATH, render_rabbitmq_conf(spec)),
-            docker_common.Upload(PLUGINS_PATH, render_enabled_plugins(spec)),
-            docker_common.Upload(ENTRYPOINT_PATH, render_entrypoint(), executable=True),
-        ]
-        # All nodes start together rather than nodes 2..N waiting for node 1's health. A fresh node retries peer
-        # discovery until it reaches listed peers and joins the one they all pick (3.13: the oldest, largest
-        # cluster; 3.10-3.12: whoever took the discovery lock first), so the order does not matter. Waiting
-        # would only hurt: node 1 alone retries for a peer (~30 s on 3.13) before starting by itself, and a
-        # restart in which node 1 did not stop last would deadlock, as Mnesia makes it wait for the node that did.
-        self.containers = []
-        for i, instance in enumerate(spec.instance_names, start=1):
-            env: dict[str, pulumi.Input[str]] = {
-                "RABBITMQ_NODENAME": node_name(instance),
-                "RABBITMQ_CONFIG_FILES": NO_EXTRA_CONFIG_FILES,
-                # Read by the broker itself at first boot of an empty cluster; it is then the only user.
-                "RABBITMQ_DEFAULT_USER": credentials.admin_user,
-                "RABBITMQ_DEFAULT_PASS": credentials.admin_password,
-                COOKIE_ENV: credentials.erlang_cookie,
-            }
-            mounts = []
-            if spec.persistence:
-                data = docker_common.volume(target, f"{name}-{i}-data", instance, spec.name, self)
-                mounts.append(docker_common.Mount(data, DATA_DIR))
-            published = []
-            if i == 1 and spec.management_host_port is not None:
-                published.append(docker_common.Published(spec.management_port, spec.management_host_port))
-            self.containers.append(
-                docker_common.container(
-                    f"{name}-{i}",
-                    target=target,
-                    instance=instance,
-                    part=spec.name,
-                    image=spec.image,
-                    resources=spec.resources,
-                    health=HEALTH,
-                    parent=self,
-                    env=env,
-                    entrypoint=[ENTRYPOINT_PATH],
-                    # Docker drops the image's CMD once the entrypoint is replaced.
-                    command=["rabbitmq-server"],
-                    uploads=uploads,
-                    mounts=mounts,
-                    published=published,
-                    stateful=spec.persistence,
-                    wait_timeout_s=WAIT_TIMEOUT_S,
-                    stop_timeout_s=STOP_TIMEOUT_S,
-                )
+def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials: RabbitMQCredentials,
+          target: DockerTarget) -> Built:
+    uploads = [
+        docker_common.Upload(CONF_PATH, render_rabbitmq_conf(spec)),
+        docker_common.Upload(PLUGINS_PATH, render_enabled_plugins(spec)),
+        docker_common.Upload(ENTRYPOINT_PATH, render_entrypoint(), executable=True),
+    ]
+    # All nodes start together rather than nodes 2..N waiting for node 1's health. A fresh node retries peer
+    # discovery until it reaches listed peers and joins the one they all pick (3.13: the oldest, largest
+    # cluster; 3.10-3.12: whoever took the discovery lock first), so the order does not matter. Waiting
+    # would only hurt: node 1 alone retries for a peer (~30 s on 3.13) before starting by itself, and a
+    # restart in which node 1 did not stop last would deadlock, as Mnesia makes it wait for the node that did.
+    nodes: list[pulumi.Resource] = []
+    for i, instance in enumerate(spec.instance_names, start=1):
+        env: dict[str, pulumi.Input[str]] = {
+            "RABBITMQ_NODENAME": node_name(instance),
+            "RABBITMQ_CONFIG_FILES": NO_EXTRA_CONFIG_FILES,
+            # Read by the broker itself at first boot of an empty cluster; it is then the only user.
+            "RABBITMQ_DEFAULT_USER": credentials.admin_user,
+            "RABBITMQ_DEFAULT_PASS": credentials.admin_password,
+            COOKIE_ENV: credentials.erlang_cookie,
+        }
+        mounts = []
+        if spec.persistence:
+            data = docker_common.volume(target, f"{name}-{i}-data", instance, spec.name, parent)
+            mounts.append(docker_common.Mount(data, DATA_DIR))
+        published = []
+        if i == 1 and spec.management_host_port is not None:
+            published.append(docker_common.Published(spec.management_port, spec.management_host_port))
+        nodes.append(
+            docker_common.container(
+                f"{name}-{i}",
+                target=target,
+                instance=instance,
+                part=spec.name,
+                image=spec.image,
+                resources=spec.resources,
+                health=HEALTH,
+                parent=parent,
+                env=env,
+                entrypoint=[ENTRYPOINT_PATH],
+                # Docker drops the image's CMD once the entrypoint is replaced.
+                command=["rabbitmq-server"],
+                uploads=uploads,
+                mounts=mounts,
+                published=published,
+                stateful=spec.persistence,
+                wait_timeout_s=WAIT_TIMEOUT_S,
+                stop_timeout_s=STOP_TIMEOUT_S,
             )
-
-        self.hosts = list(spec.instance_names)
-        self.management_url = (
-            f"http://127.0.0.1:{spec.management_host_port}" if spec.management_host_port is not None else None
         )
-        self._register()
 
-    def _register(self) -> None:
-        self.register_outputs({
-            "hosts": self.hosts,
-            "port": self.port,
-            "management_port": self.management_port,
-            "management_url": self.management_url,
-            "containers": self.containers,
-        })
+    management_url = (
+        f"http://127.0.0.1:{spec.management_host_port}" if spec.management_host_port is not None else None
+    )
+    return Built(hosts=list(spec.instance_names), port=spec.port, wait_on=nodes, url=management_url)

@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components import k8s_common as kc
 from components.rabbitmq.config import render_operator_config
+from components.seam import Built
 from components.secrets import RabbitMQCredentials
 from components.target import KubernetesTarget
 from model.images import parse_image
@@ -172,8 +173,10 @@ def default_user_secret(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, 
 
 
 def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials: RabbitMQCredentials,
-          target: KubernetesTarget) -> k8s.apiextensions.CustomResource:
+          target: KubernetesTarget) -> Built:
     """The operator (unless the cluster already runs one), the admin Secret, the RabbitmqCluster and its budget.
+    Apps connect to the operator's client Service; the management UI stays inside the cluster
+    (`kubectl port-forward svc/<cluster> 15672`).
 
     The Erlang cookie is the operator's: it generates one into `<cluster>-erlang-cookie` on first reconcile and
     never rewrites it. A Secret of ours under that name would be adopted (owner reference, labels reset on every
@@ -193,4 +196,4 @@ def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials
     # Voluntary disruptions (node drains) take one node at a time; the operator's preStop hook additionally
     # waits until no quorum queue would lose its majority.
     kc.disruption_budget(f"{name}-pdb", target=target, part=spec.name, parent=parent, object_name=spec.name)
-    return cluster
+    return Built(hosts=[client_service_name(spec)], port=spec.port, wait_on=[cluster])

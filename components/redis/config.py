@@ -65,7 +65,7 @@ def health_test(spec: RedisSpec) -> tuple[str, ...]:
     return ("CMD-SHELL", f"redis-cli -p {spec.port} ping | grep -qx PONG")
 
 
-def redis_conf(spec: RedisSpec, hostname: str | None = None, *, data_dir: str = DATA_DIR) -> str:
+def render_redis_conf(spec: RedisSpec, hostname: str | None = None, *, data_dir: str = DATA_DIR) -> str:
     """redis.conf for one node. `hostname` is the node's name on the network (its container name); a
     cluster announces it. No password here: the start script passes it from the environment."""
     ver = version(spec)
@@ -125,7 +125,7 @@ def redis_conf(spec: RedisSpec, hostname: str | None = None, *, data_dir: str = 
     return "\n".join(lines) + "\n"
 
 
-def start_script(
+def render_start_script(
     spec: RedisSpec,
     *,
     conf_path: str = CONF_PATH,
@@ -226,7 +226,7 @@ EOF
 """
 
 
-def cluster_create_script(
+def render_cluster_create_script(
     spec: RedisSpec,
     nodes: Sequence[str] | None = None,
     *,

@@ -1,5 +1,4 @@
-"""RedisCluster, and its Docker build: one container and volume per node, plus a one-shot cluster-creation
-step. The Kubernetes build is in kubernetes.py."""
+"""Redis on Docker: one container and volume per node, plus a one-shot cluster-creation step."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import pulumi
 import pulumi_docker as docker
 
 from components import docker_common
-from components.redis import kubernetes
 from components.redis.config import (
     CLI_AUTH_ENV,
     CONF_PATH,
@@ -17,16 +15,16 @@ from components.redis.config import (
     DATA_DIR,
     PASSWORD_ENV,
     START_PATH,
-    cluster_create_script,
     health_test,
-    redis_conf,
-    start_script,
+    render_cluster_create_script,
+    render_redis_conf,
+    render_start_script,
 )
+from components.seam import Built
 from components.secrets import RedisCredentials
-from components.target import DockerTarget, KubernetesTarget, Target, require_target
+from components.target import DockerTarget
 from model.spec import RedisSpec
 
-TYPE = "banyan:index:RedisCluster"
 PART = "redis"
 # On SIGTERM Redis 7 gives lagging replicas up to shutdown-timeout (10 s) before exiting; Docker's
 # SIGKILL has to come after that.
@@ -40,91 +38,45 @@ CREATE_CPUS = "0.5"
 LOG_TAIL_LINES = 30
 
 
-class RedisCluster(pulumi.ComponentResource):
-    """Redis for the platform: a standalone server, or a Redis Cluster of masters x (1 + replicas) nodes
-    created once by a one-shot container that `pulumi up` waits for."""
-
-    hosts: list[str]
-    port: int
-    mode: str
-    # The nodes and, in cluster mode, the creation step: depending on all of them waits for a cluster
-    # that serves every slot, not just for nodes that answer PING. Docker: the containers; Kubernetes: the
-    # StatefulSet and the Job.
-    containers: list[pulumi.CustomResource]
-    # True once the cluster is known to be formed; raises (failing `pulumi up` with the step's log)
-    # when the creation step exited non-zero. Resources that take it as an input are never created
-    # against a broken cluster.
-    ready: pulumi.Output[bool]
-
-    def __init__(
-        self,
-        name: str,
-        spec: RedisSpec,
-        *,
-        credentials: RedisCredentials,
-        target: Target,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        require_target(target, "RedisCluster")
-        super().__init__(TYPE, name, None, opts)
-        self.port = spec.port
-        self.mode = spec.mode
-        if isinstance(target, KubernetesTarget):
-            built = kubernetes.build(self, name, spec, credentials=credentials, target=target)
-            self.hosts, self.containers, self.ready = built.hosts, built.containers, built.ready
-            self._register()
-            return
-
-        env: dict[str, pulumi.Input[str]] = {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password}
-        start = start_script(spec)
-        nodes: list[docker.Container] = []
-        for i, instance in enumerate(spec.instance_names, 1):
-            data = docker_common.volume(target, f"{name}-node-{i}-data", instance, PART, self)
-            nodes.append(
-                docker_common.container(
-                    f"{name}-node-{i}",
-                    target=target,
-                    instance=instance,
-                    part=PART,
-                    image=spec.image,
-                    resources=spec.resources,
-                    health=docker_common.Health(health_test(spec)),
-                    parent=self,
-                    env=env,
-                    entrypoint=["/bin/sh", START_PATH],
-                    uploads=[
-                        docker_common.Upload(CONF_PATH, redis_conf(spec, instance)),
-                        docker_common.Upload(START_PATH, start, executable=True),
-                    ],
-                    # Data, AOF and the cluster's nodes.conf: all of a node's state outlives its container.
-                    mounts=[docker_common.Mount(data, DATA_DIR)],
-                    stateful=True,
-                    stop_timeout_s=STOP_TIMEOUT_S,
-                )
+def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: RedisCredentials,
+          target: DockerTarget) -> Built:
+    """One container and volume per node; in cluster mode also the creation step, whose success is `ready`."""
+    env: dict[str, pulumi.Input[str]] = {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password}
+    start = render_start_script(spec)
+    nodes: list[docker.Container] = []
+    for i, instance in enumerate(spec.instance_names, 1):
+        data = docker_common.volume(target, f"{name}-node-{i}-data", instance, PART, parent)
+        nodes.append(
+            docker_common.container(
+                f"{name}-node-{i}",
+                target=target,
+                instance=instance,
+                part=PART,
+                image=spec.image,
+                resources=spec.resources,
+                health=docker_common.Health(health_test(spec)),
+                parent=parent,
+                env=env,
+                entrypoint=["/bin/sh", START_PATH],
+                uploads=[
+                    docker_common.Upload(CONF_PATH, render_redis_conf(spec, instance)),
+                    docker_common.Upload(START_PATH, start, executable=True),
+                ],
+                # Data, AOF and the cluster's nodes.conf: all of a node's state outlives its container.
+                mounts=[docker_common.Mount(data, DATA_DIR)],
+                stateful=True,
+                stop_timeout_s=STOP_TIMEOUT_S,
             )
-
-        self.hosts = list(spec.instance_names)
-        if spec.mode == "cluster":
-            create = _create_step(name, spec, credentials, target, nodes, self)
-            self.containers = [*nodes, create]
-            self.ready = pulumi.Output.all(create.exit_code, create.container_logs, create.urn).apply(
-                lambda args: _created(args[0], args[1], args[2])
-            )
-        else:
-            self.containers = list(nodes)
-            self.ready = pulumi.Output.from_input(True)
-        self._register()
-
-    def _register(self) -> None:
-        self.register_outputs(
-            {
-                "hosts": self.hosts,
-                "port": self.port,
-                "mode": self.mode,
-                "containers": self.containers,
-                "ready": self.ready,
-            }
         )
+
+    hosts = list(spec.instance_names)
+    if spec.mode != "cluster":
+        return Built(hosts=hosts, port=spec.port, wait_on=list(nodes), ready=pulumi.Output.from_input(True))
+    create = _create_step(name, spec, credentials, target, nodes, parent)
+    ready = pulumi.Output.all(create.exit_code, create.container_logs, create.urn).apply(
+        lambda args: _created(args[0], args[1], args[2])
+    )
+    return Built(hosts=hosts, port=spec.port, wait_on=[*nodes, create], ready=ready)
 
 
 def _create_step(
@@ -164,7 +116,7 @@ def _create_step(
         envs=docker_common.env_list({CLI_AUTH_ENV: credentials.password}),
         uploads=[
             docker.ContainerUploadArgs(
-                file=CREATE_PATH, content=cluster_create_script(spec), executable=True
+                file=CREATE_PATH, content=render_cluster_create_script(spec), executable=True
             )
         ],
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=target.network_name)],

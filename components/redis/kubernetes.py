@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -21,11 +20,12 @@ from components.redis.config import (
     DATA_DIR,
     PASSWORD_ENV,
     START_PATH,
-    cluster_create_script,
     health_test,
-    redis_conf,
-    start_script,
+    render_cluster_create_script,
+    render_redis_conf,
+    render_start_script,
 )
+from components.seam import Built
 from components.secrets import RedisCredentials
 from components.target import KubernetesTarget
 from model.spec import RedisSpec
@@ -71,15 +71,6 @@ CREATE_REQUESTS = {"cpu": "50m", "memory": "32Mi"}
 NODES_ANNOTATION = "banyan/redis-nodes-sha256"
 
 
-@dataclass(frozen=True)
-class Built:
-    """What the component exposes, built for Kubernetes."""
-
-    hosts: list[str]
-    containers: list[pulumi.CustomResource]
-    ready: pulumi.Output[bool]
-
-
 # ---- names and files (pure) --------------------------------------------------------------------------
 
 def service_name(spec: RedisSpec) -> str:
@@ -113,11 +104,11 @@ def conf_key(pod: str) -> str:
 def config_files(spec: RedisSpec, namespace: str) -> dict[str, str]:
     """Every file the nodes and the Job read, rendered by the same functions as on Docker: a redis.conf per
     node (each announces its own name), the start script and, for a cluster, the creation script."""
-    files = {conf_key(pod): redis_conf(spec, announced_host(spec, namespace, pod)) for pod in pod_names(spec)}
-    files[START_KEY] = start_script(spec)
+    files = {conf_key(pod): render_redis_conf(spec, announced_host(spec, namespace, pod)) for pod in pod_names(spec)}
+    files[START_KEY] = render_start_script(spec)
     if spec.mode == "cluster":
         endpoints = [f"{announced_host(spec, namespace, pod)}:{spec.port}" for pod in pod_names(spec)]
-        files[CREATE_KEY] = cluster_create_script(spec, endpoints)
+        files[CREATE_KEY] = render_cluster_create_script(spec, endpoints)
     return files
 
 
@@ -220,13 +211,13 @@ def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: R
 
     if not cluster:
         ready = statefulset.status.apply(lambda _: True)
-        return Built(hosts=hosts(spec), containers=[statefulset], ready=ready)
+        return Built(hosts=hosts(spec), port=spec.port, wait_on=[statefulset], ready=ready)
 
     job = _create_job(parent, name, spec, target, cm_name, secret_name,
                       depends_on=[statefulset, secret, config, headless])
     failed = f"kubectl -n {target.namespace_name} logs job/{create_job_name(spec)}"
     ready = job.status.apply(lambda status: _job_succeeded(status, failed))
-    return Built(hosts=hosts(spec), containers=[statefulset, job], ready=ready)
+    return Built(hosts=hosts(spec), port=spec.port, wait_on=[statefulset, job], ready=ready)
 
 
 def _pod_security() -> k8s.core.v1.PodSecurityContextArgs:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from components.redis.config import cluster_create_script
+from components.redis.config import render_cluster_create_script
 from components.redis.kubernetes import probe_commands
 from tests.helpers import spec_for
 
@@ -123,8 +123,8 @@ def test_the_creation_script_reruns_cleanly_and_refuses_a_grown_node_set(tmp_pat
     cluster = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
     with _servers(tmp_path, 6, *cluster) as ports:
         endpoints = [f"127.0.0.1:{p}" for p in ports]
-        medium = cluster_create_script(spec_for("prod", tier="medium").redis, endpoints[:3])
-        large = cluster_create_script(spec_for("prod", tier="large").redis, endpoints)
+        medium = render_cluster_create_script(spec_for("prod", tier="medium").redis, endpoints[:3])
+        large = render_cluster_create_script(spec_for("prod", tier="large").redis, endpoints)
 
         def run(script: str) -> subprocess.CompletedProcess[str]:
             return _sh(script, timeout_s=300)

@@ -10,8 +10,9 @@ import pulumi_docker as docker
 import pytest
 
 from components.nginx import NginxLoadBalancer
+from components.nginx.component import TYPE
 from components.nginx.config import HEALTH_PATH, render_nginx_conf
-from components.nginx.docker import DOCKER_DNS, TYPE
+from components.nginx.docker import DOCKER_DNS
 from components.target import DockerTarget
 from model.spec import PlatformSpec
 from testkit import RecordedResource, Rendering, render_program
@@ -35,7 +36,7 @@ def render(spec: PlatformSpec) -> tuple[Rendering, dict[str, Any]]:
             "nginx", spec.nginx, upstreams=UPSTREAMS, upstream_port=PORT, target=target,
             opts=pulumi.ResourceOptions(parent=root, depends_on=[gateway]),
         )
-        seen.update(public_url=lb.public_url, upstreams=lb.upstreams, containers=lb.containers)
+        seen.update(public_url=lb.public_url, upstreams=lb.upstreams, wait_on=lb.wait_on)
 
     return render_program(program, {}, project="banyan", stack="dev"), seen
 
@@ -101,7 +102,7 @@ def test_outputs_are_registered(rendered: tuple[PlatformSpec, Rendering, dict[st
     (component,) = rendering.of_type(TYPE)
     assert component.outputs["public_url"] == seen["public_url"]
     assert component.outputs["upstreams"] == list(UPSTREAMS) == seen["upstreams"]
-    assert len(component.outputs["containers"]) == len(seen["containers"]) == 1
+    assert len(component.outputs["wait_on"]) == len(seen["wait_on"]) == 1
 
 
 def test_container_inputs_are_in_the_provider_schema(

@@ -37,14 +37,14 @@ def hba_rows(hba: str) -> list[list[str]]:
 
 def all_texts(spec: PostgresSpec) -> dict[str, str]:
     texts = {
-        "postgresql.conf": config.postgresql_conf(spec),
-        "pg_hba.conf": config.pg_hba_conf(spec),
-        "init": config.primary_init_script(spec),
+        "postgresql.conf": config.render_postgresql_conf(spec),
+        "pg_hba.conf": config.render_pg_hba_conf(spec),
+        "init": config.render_primary_init_script(spec),
         "health": config.health_command(spec),
     }
     for i in range(1, spec.replicas + 1):
-        texts[f"replica-{i}.conf"] = config.postgresql_conf(spec, i)
-        texts[f"replica-{i}-entrypoint"] = config.replica_entrypoint(spec, i)
+        texts[f"replica-{i}.conf"] = config.render_postgresql_conf(spec, i)
+        texts[f"replica-{i}-entrypoint"] = config.render_replica_entrypoint(spec, i)
         texts[f"replica-{i}-health"] = config.health_command(spec, i)
     return texts
 
@@ -56,7 +56,7 @@ def all_texts(spec: PostgresSpec) -> dict[str, str]:
 def test_connection_and_memory_settings_come_from_the_spec(tier: str) -> None:
     spec = pg_spec(tier)
     for replica in (None, *range(1, spec.replicas + 1)):
-        s = settings_of(config.postgresql_conf(spec, replica))
+        s = settings_of(config.render_postgresql_conf(spec, replica))
         assert s["max_connections"] == str(spec.max_connections)
         assert s["port"] == str(spec.port)
         assert s["shared_buffers"] == f"{spec.shared_buffers_mib}MB"
@@ -77,14 +77,14 @@ def test_connection_and_memory_settings_come_from_the_spec(tier: str) -> None:
 def test_any_sizing_renders_verbatim(max_connections: int, shared: int, work_mem: int, replicas: int) -> None:
     spec = pg_spec(max_connections=max_connections, shared_buffers_mib=shared, work_mem_kib=work_mem,
                    replicas=replicas, max_replication_slots=replicas + 2)
-    s = settings_of(config.postgresql_conf(spec))
+    s = settings_of(config.render_postgresql_conf(spec))
     assert (s["max_connections"], s["shared_buffers"], s["work_mem"]) == (
         str(max_connections), f"{shared}MB", f"{work_mem}kB")
     assert int(s["max_replication_slots"]) >= replicas
 
 
 def test_replication_and_security_settings() -> None:
-    s = settings_of(config.postgresql_conf(pg_spec()))
+    s = settings_of(config.render_postgresql_conf(pg_spec()))
     assert s["wal_level"] == "replica"
     assert s["hot_standby"] == "on"
     assert s["password_encryption"] == "'scram-sha-256'"
@@ -96,21 +96,21 @@ def test_replication_and_security_settings() -> None:
 
 def test_primary_and_replicas_differ_only_in_cluster_name() -> None:
     spec = pg_spec("large")
-    primary = settings_of(config.postgresql_conf(spec))
+    primary = settings_of(config.render_postgresql_conf(spec))
     for i, name in enumerate(spec.replica_names, start=1):
-        replica = settings_of(config.postgresql_conf(spec, i))
+        replica = settings_of(config.render_postgresql_conf(spec, i))
         assert replica.pop("cluster_name") == f"'{name}'"
         assert {k: v for k, v in primary.items() if k != "cluster_name"} == replica
 
 
 def test_each_setting_appears_once() -> None:
-    conf = config.postgresql_conf(pg_spec("large"), 2)
+    conf = config.render_postgresql_conf(pg_spec("large"), 2)
     keys = [line.split("=", 1)[0].strip() for line in conf.splitlines() if line and not line.startswith("#")]
     assert len(keys) == len(set(keys))
 
 
 def test_slot_wal_is_capped_by_the_planned_storage() -> None:
-    small, large = (settings_of(config.postgresql_conf(pg_spec(t)))["max_slot_wal_keep_size"]
+    small, large = (settings_of(config.render_postgresql_conf(pg_spec(t)))["max_slot_wal_keep_size"]
                     for t in ("small", "large"))
     assert int(small.removesuffix("MB")) < int(large.removesuffix("MB"))
     spec = pg_spec("large")
@@ -120,9 +120,9 @@ def test_slot_wal_is_capped_by_the_planned_storage() -> None:
 def test_unknown_replica_index_is_refused() -> None:
     spec = pg_spec("medium")
     with pytest.raises(ValueError, match="replica 3 does not exist"):
-        config.postgresql_conf(spec, spec.replicas + 1)
+        config.render_postgresql_conf(spec, spec.replicas + 1)
     with pytest.raises(ValueError, match="replica 0"):
-        config.replica_entrypoint(spec, 0)
+        config.render_replica_entrypoint(spec, 0)
 
 
 @pytest.mark.parametrize(("version", "mount", "pgdata"), [
@@ -141,7 +141,7 @@ def test_data_lives_on_the_image_volume_path(version: int, mount: str, pgdata: s
 
 def test_versions_before_13_are_refused() -> None:
     with pytest.raises(ValueError, match="not supported"):
-        config.postgresql_conf(pg_spec(version=12))
+        config.render_postgresql_conf(pg_spec(version=12))
 
 
 # ---- pg_hba.conf -------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_versions_before_13_are_refused() -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_no_trust_over_tcp(tier: str) -> None:
     spec = pg_spec(tier)
-    rows = hba_rows(config.pg_hba_conf(spec))
+    rows = hba_rows(config.render_pg_hba_conf(spec))
     for row in rows:
         kind, method = row[0], row[-1]
         if kind.startswith("host"):
@@ -162,7 +162,7 @@ def test_no_trust_over_tcp(tier: str) -> None:
 
 def test_replication_only_for_the_replication_role() -> None:
     spec = pg_spec()
-    rows = hba_rows(config.pg_hba_conf(spec))
+    rows = hba_rows(config.render_pg_hba_conf(spec))
     replication = [r for r in rows if r[1] == "replication"]
     assert replication == [["host", "replication", spec.replication_user, "all", "scram-sha-256"]]
 
@@ -171,7 +171,7 @@ def test_first_match_rejects_superuser_and_replication_role_sessions() -> None:
     spec = pg_spec()
 
     def first_match(user: str, database: str) -> str:
-        for row in hba_rows(config.pg_hba_conf(spec)):
+        for row in hba_rows(config.render_pg_hba_conf(spec)):
             if row[0] == "host" and row[1] in {"all", database} and row[2] in {"all", user}:
                 return row[-1]
         return "no line"
@@ -187,13 +187,13 @@ def test_first_match_rejects_superuser_and_replication_role_sessions() -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_one_slot_per_replica_named_after_it(tier: str) -> None:
     spec = pg_spec(tier)
-    init = config.primary_init_script(spec)
+    init = config.render_primary_init_script(spec)
     # Reserved at creation (immediately_reserve => true): WAL is held before the replica's first use.
     created = re.findall(r"pg_create_physical_replication_slot\('([a-z0-9_]+)', true\)", init)
     assert created == [config.slot_name(r) for r in spec.replica_names]
     assert len(set(created)) == spec.replicas
     for i, slot in enumerate(created, start=1):
-        assert re.search(rf"^slot={slot}$", config.replica_entrypoint(spec, i), re.M)
+        assert re.search(rf"^slot={slot}$", config.render_replica_entrypoint(spec, i), re.M)
 
 
 def test_slot_names_are_valid_identifiers() -> None:
@@ -203,7 +203,7 @@ def test_slot_names_are_valid_identifiers() -> None:
 
 def test_init_creates_roles_and_database_from_the_spec() -> None:
     spec = pg_spec(user="app-user", database="app-db")
-    init = config.primary_init_script(spec)
+    init = config.render_primary_init_script(spec)
     assert 'CREATE ROLE "app-user" WITH LOGIN PASSWORD :\'app_password\';' in init
     assert f'CREATE ROLE "{spec.replication_user}" WITH REPLICATION LOGIN PASSWORD :\'replication_password\';' in init
     assert 'CREATE DATABASE "app-db" OWNER "app-user";' in init
@@ -212,13 +212,13 @@ def test_init_creates_roles_and_database_from_the_spec() -> None:
 @pytest.mark.parametrize("role", ["user", "replication_user"])
 def test_the_superuser_name_is_not_reused(role: str) -> None:
     with pytest.raises(ValueError, match="superuser"):
-        config.primary_init_script(pg_spec(**{role: config.SUPERUSER}))
+        config.render_primary_init_script(pg_spec(**{role: config.SUPERUSER}))
 
 
 def test_roles_must_differ() -> None:
     spec = pg_spec()
     with pytest.raises(ValueError, match="differ"):
-        config.replica_entrypoint(pg_spec(user=spec.replication_user), 1)
+        config.render_replica_entrypoint(pg_spec(user=spec.replication_user), 1)
 
 
 # ---- no secrets, valid shell -------------------------------------------------------------------
@@ -233,7 +233,7 @@ def test_no_secret_material_in_rendered_text(tier: str) -> None:
         assert not re.search(r"PASSWORD\s+'", text), name
         assert "PGPASSWORD=" not in text, name
         assert "mocksecret" not in text, name
-    init = config.primary_init_script(pg_spec(tier))
+    init = config.render_primary_init_script(pg_spec(tier))
     # Passwords reach psql from the environment only.
     assert f'"${config.APP_PASSWORD_ENV}"' in init
     assert f'"${config.REPLICATION_PASSWORD_ENV}"' in init
@@ -243,8 +243,8 @@ def test_no_secret_material_in_rendered_text(tier: str) -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_scripts_parse_with_sh_n(tier: str, tmp_path: Path) -> None:
     spec = pg_spec(tier)
-    scripts = {"init.sh": config.primary_init_script(spec)}
-    scripts |= {f"replica-{i}.sh": config.replica_entrypoint(spec, i) for i in range(1, spec.replicas + 1)}
+    scripts = {"init.sh": config.render_primary_init_script(spec)}
+    scripts |= {f"replica-{i}.sh": config.render_replica_entrypoint(spec, i) for i in range(1, spec.replicas + 1)}
     scripts["health.sh"] = config.health_command(spec, 1) if spec.replicas else config.health_command(spec)
     for name, text in scripts.items():
         path = tmp_path / name
@@ -310,7 +310,7 @@ def run_replica_entrypoint(tmp_path: Path, bin_dir: Path, pgdata: Path, password
     passfile = tmp_path / "run" / "replication.pgpass"
     passfile.parent.mkdir(exist_ok=True)
     # Only the passfile's directory moves, to stay inside the test's temporary directory.
-    script = config.replica_entrypoint(spec, 1).replace(config.REPLICATION_PASSFILE, str(passfile))
+    script = config.render_replica_entrypoint(spec, 1).replace(config.REPLICATION_PASSFILE, str(passfile))
     path = tmp_path / "entrypoint.sh"
     path.write_text(script)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PGDATA": str(pgdata),
@@ -421,7 +421,7 @@ def test_init_sourced_by_the_entrypoint_stops_it_without_a_password(
     bin_dir, calls, stub = stubs
     stub("psql")
     init = tmp_path / "init.sh"
-    init.write_text(config.primary_init_script(pg_spec()))
+    init.write_text(config.render_primary_init_script(pg_spec()))
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", config.APP_PASSWORD_ENV: "a",
            config.REPLICATION_PASSWORD_ENV: "r"}
     env.pop(missing)
@@ -440,7 +440,7 @@ def test_init_sourced_leaves_the_entrypoint_shell_as_it_was(tmp_path: Path, stub
     bin_dir, calls, stub = stubs
     stub("psql")
     init = tmp_path / "init.sh"
-    init.write_text(config.primary_init_script(pg_spec()))
+    init.write_text(config.render_primary_init_script(pg_spec()))
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", config.APP_PASSWORD_ENV: "a",
            config.REPLICATION_PASSWORD_ENV: "r"}
     entrypoint = 'set -Eeo pipefail; . "$1"; echo "continued options=$-"; echo "${UNSET_VARIABLE}"'

@@ -94,13 +94,13 @@ def test_uploaded_files_are_the_rendered_ones(medium: tuple[PlatformSpec, Render
     spec, r = medium
     pg = spec.postgres
     primary = uploads(r.get(CONTAINER, f"{NAME}-primary"))
-    assert primary[config.CONF_PATH]["content"] == config.postgresql_conf(pg)
-    assert primary[config.HBA_PATH]["content"] == config.pg_hba_conf(pg)
-    assert primary[config.INIT_PATH]["content"] == config.primary_init_script(pg)
+    assert primary[config.CONF_PATH]["content"] == config.render_postgresql_conf(pg)
+    assert primary[config.HBA_PATH]["content"] == config.render_pg_hba_conf(pg)
+    assert primary[config.INIT_PATH]["content"] == config.render_primary_init_script(pg)
     assert primary[config.INIT_PATH]["executable"] is True
     replica = uploads(r.get(CONTAINER, f"{NAME}-replica-2"))
-    assert replica[config.CONF_PATH]["content"] == config.postgresql_conf(pg, 2)
-    assert replica[config.REPLICA_ENTRYPOINT_PATH]["content"] == config.replica_entrypoint(pg, 2)
+    assert replica[config.CONF_PATH]["content"] == config.render_postgresql_conf(pg, 2)
+    assert replica[config.REPLICA_ENTRYPOINT_PATH]["content"] == config.render_replica_entrypoint(pg, 2)
     assert config.INIT_PATH not in replica
 
 
@@ -118,14 +118,14 @@ def test_outputs(medium: tuple[PlatformSpec, Rendering]) -> None:
     assert outputs["primary_host"] == spec.postgres.primary_name
     assert outputs["replica_hosts"] == list(spec.postgres.replica_names)
     assert (outputs["port"], outputs["database"], outputs["user"]) == (5432, "banyan", "banyan")
-    assert len(outputs["containers"]) == 3
+    assert len(outputs["wait_on"]) == 3
 
 
 def test_small_tier_has_a_primary_only() -> None:
     spec = spec_for("dev", tier="small")
     r = render(spec)
     assert [c.inputs["name"] for c in r.named_like(CONTAINER, NAME)] == [spec.postgres.primary_name]
-    assert "pg_create_physical_replication_slot" not in config.primary_init_script(spec.postgres)
+    assert "pg_create_physical_replication_slot" not in config.render_primary_init_script(spec.postgres)
 
 
 def test_two_renders_are_identical() -> None:

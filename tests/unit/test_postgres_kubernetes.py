@@ -237,7 +237,7 @@ def test_no_pooler_when_the_clients_fit_the_server() -> None:
     assert r.of_type(POOLER) == [] and r.of_type(PDB) == []
     outputs = only(r, TYPE).outputs
     assert outputs["primary_host"] == "postgres-rw"
-    assert len(outputs["containers"]) == 1
+    assert len(outputs["wait_on"]) == 1
 
 
 def test_the_pooler_rule() -> None:
@@ -259,7 +259,7 @@ def test_outputs(tier: str) -> None:
     assert outputs["primary_host"] == "postgres-pooler"
     assert outputs["replica_hosts"] == (["postgres-ro"] if spec.postgres.replicas else [])
     assert (outputs["port"], outputs["database"], outputs["user"]) == (5432, "banyan", "banyan")
-    assert len(outputs["containers"]) == 2
+    assert len(outputs["wait_on"]) == 2
 
 
 @pytest.mark.parametrize("tier", TIERS_)

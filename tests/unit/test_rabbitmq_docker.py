@@ -10,6 +10,7 @@ import pulumi_docker as docker
 import pytest
 
 from components.rabbitmq import RabbitMQCluster
+from components.rabbitmq.component import TYPE
 from components.rabbitmq.config import (
     CONF_PATH,
     COOKIE_ENV,
@@ -20,7 +21,6 @@ from components.rabbitmq.config import (
     render_entrypoint,
     render_rabbitmq_conf,
 )
-from components.rabbitmq.docker import TYPE
 from components.secrets import PlatformSecrets
 from components.target import DockerTarget
 from model.spec import PlatformSpec
@@ -44,7 +44,7 @@ def render(spec: PlatformSpec) -> tuple[Rendering, dict[str, Any]]:
         cluster = RabbitMQCluster("platform-rabbitmq", spec.rabbitmq, credentials=secrets.rabbitmq, target=target,
                                   opts=child)
         seen.update(hosts=cluster.hosts, port=cluster.port, management_port=cluster.management_port,
-                    management_url=cluster.management_url, containers=cluster.containers)
+                    management_url=cluster.management_url, wait_on=cluster.wait_on)
 
     return render_program(program, {}, project="banyan", stack="dev"), seen
 
@@ -171,7 +171,7 @@ def test_outputs_are_registered() -> None:
     assert component.outputs["port"] == seen["port"] == spec.rabbitmq.port
     assert component.outputs["management_port"] == seen["management_port"] == spec.rabbitmq.management_port
     assert component.outputs.get("management_url") == seen["management_url"]
-    assert len(component.outputs["containers"]) == len(seen["containers"]) == spec.rabbitmq.nodes
+    assert len(component.outputs["wait_on"]) == len(seen["wait_on"]) == spec.rabbitmq.nodes
 
 
 def test_docker_inputs_validate_against_the_provider_schema() -> None:

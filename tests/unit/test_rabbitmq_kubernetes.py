@@ -12,8 +12,8 @@ import pytest
 
 from components.rabbitmq import RabbitMQCluster
 from components.rabbitmq import kubernetes as rk
+from components.rabbitmq.component import TYPE
 from components.rabbitmq.config import render_operator_config, render_rabbitmq_conf
-from components.rabbitmq.docker import TYPE
 from components.secrets import PlatformSecrets
 from components.target import KubernetesTarget
 from model.spec import PlatformSpec, RabbitMQSpec
@@ -42,7 +42,7 @@ def render(spec: PlatformSpec) -> tuple[Rendering, dict[str, Any]]:
         cluster = RabbitMQCluster("platform-rabbitmq", spec.rabbitmq, credentials=secrets.rabbitmq, target=target,
                                   opts=child)
         seen.update(hosts=cluster.hosts, port=cluster.port, management_port=cluster.management_port,
-                    management_url=cluster.management_url, containers=cluster.containers)
+                    management_url=cluster.management_url, wait_on=cluster.wait_on)
 
     return render_program(program, {}, project="banyan", stack="prod"), seen
 
@@ -340,6 +340,6 @@ def test_outputs_name_the_client_service() -> None:
     assert seen["port"] == component.outputs["port"] == 5672
     assert seen["management_port"] == component.outputs["management_port"] == 15672
     assert seen["management_url"] is None and component.outputs.get("management_url") is None
-    assert len(seen["containers"]) == len(component.outputs["containers"]) == 1
+    assert len(seen["wait_on"]) == len(component.outputs["wait_on"]) == 1
     for child in rendering.children(component):
         assert child.name.startswith("platform-rabbitmq-")

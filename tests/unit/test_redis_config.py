@@ -47,15 +47,15 @@ def directives(text: str) -> dict[str, str]:
 
 
 def test_standalone_has_no_cluster_settings() -> None:
-    conf = directives(config.redis_conf(standalone()))
+    conf = directives(config.render_redis_conf(standalone()))
     assert not [k for k in conf if k.startswith("cluster-")]
-    assert "masterauth" not in config.start_script(standalone())
+    assert "masterauth" not in config.render_start_script(standalone())
     with pytest.raises(ValueError, match="standalone"):
-        config.cluster_create_script(standalone())
+        config.render_cluster_create_script(standalone())
 
 
 def test_cluster_node_config() -> None:
-    conf = directives(config.redis_conf(spec(), "redis-node-2"))
+    conf = directives(config.render_redis_conf(spec(), "redis-node-2"))
     assert conf["cluster-enabled"] == "yes"
     # Relative to dir: the membership file lives on the data volume.
     assert conf["dir"] == config.DATA_DIR == "/data"
@@ -70,14 +70,14 @@ def test_cluster_node_config() -> None:
 @pytest.mark.parametrize("make", [spec, standalone])
 def test_no_password_in_any_file(make: Any) -> None:
     s = make()
-    conf = config.redis_conf(s, "redis-node-1")
+    conf = config.render_redis_conf(s, "redis-node-1")
     assert not {"requirepass", "masterauth"} & directives(conf).keys()
-    start = config.start_script(s)
+    start = config.render_start_script(s)
     # Only a reference to the environment, and never on a command line (argv is visible in ps).
     assert 'requirepass "$REDIS_PASSWORD"' in start
     assert "--requirepass" not in start and "--masterauth" not in start
     if s.mode == "cluster":
-        create = config.cluster_create_script(s)
+        create = config.render_cluster_create_script(s)
         assert " -a " not in create and "--pass" not in create and "--askpass" not in create
         assert "REDISCLI_AUTH" in create
     health = " ".join(config.health_test(s))
@@ -86,14 +86,14 @@ def test_no_password_in_any_file(make: Any) -> None:
 
 @given(st.integers(min_value=16, max_value=1 << 20))
 def test_maxmemory_follows_the_spec(mib: int) -> None:
-    conf = directives(config.redis_conf(spec(maxmemory_mib=mib), "redis-node-1"))
+    conf = directives(config.render_redis_conf(spec(maxmemory_mib=mib), "redis-node-1"))
     assert conf["maxmemory"] == f"{mib}mb"  # Redis reads "mb" as 1024 * 1024 bytes
     assert conf["maxmemory-policy"] == "allkeys-lfu"
 
 
 @pytest.mark.parametrize(("persistence", "appendonly"), [(True, "yes"), (False, "no")])
 def test_persistence_switches_the_aof(persistence: bool, appendonly: str) -> None:
-    conf = directives(config.redis_conf(spec(persistence=persistence), "redis-node-1"))
+    conf = directives(config.render_redis_conf(spec(persistence=persistence), "redis-node-1"))
     assert conf["appendonly"] == appendonly
     assert conf["save"] == '""'
 
@@ -101,46 +101,46 @@ def test_persistence_switches_the_aof(persistence: bool, appendonly: str) -> Non
 @pytest.mark.parametrize("version", ["7.0", "7.4"])
 def test_hostname_features_from_7_0(version: str) -> None:
     s = spec(version=version)
-    conf = directives(config.redis_conf(s, "redis-node-1"))
+    conf = directives(config.render_redis_conf(s, "redis-node-1"))
     assert conf["cluster-announce-hostname"] == "redis-node-1"
     assert conf["bind"] == "* -::*"
-    assert "refresh_peer_addresses" in config.start_script(s)
-    assert "cluster-port 17000" in config.redis_conf(spec(version=version, bus_port=17000), "redis-node-1")
+    assert "refresh_peer_addresses" in config.render_start_script(s)
+    assert "cluster-port 17000" in config.render_redis_conf(spec(version=version, bus_port=17000), "redis-node-1")
 
 
 def test_6_2_gets_only_what_it_reads() -> None:
     s = spec(version="6.2")
-    text = config.redis_conf(s)
+    text = config.render_redis_conf(s)
     conf = directives(text)
     assert not {"cluster-announce-hostname", "cluster-preferred-endpoint-type", "cluster-port"} & conf.keys()
     assert conf["bind"] == "0.0.0.0"
     # Nodes of 6.2 store no host name to resolve again.
-    assert "refresh_peer_addresses" not in config.start_script(s)
+    assert "refresh_peer_addresses" not in config.render_start_script(s)
     with pytest.raises(ValueError, match="port \\+ 10000"):
-        config.redis_conf(spec(version="6.2", bus_port=17000))
+        config.render_redis_conf(spec(version="6.2", bus_port=17000))
 
 
 @pytest.mark.parametrize("version", ["6.0", "5.0", "seven"])
 def test_unsupported_versions_are_refused(version: str) -> None:
     with pytest.raises(ValueError, match="version"):
-        config.redis_conf(spec(version=version), "redis-node-1")
+        config.render_redis_conf(spec(version=version), "redis-node-1")
 
 
 @pytest.mark.parametrize("hostname", [None, "", "redis node", "-redis", "redis_node"])
 def test_a_cluster_node_needs_a_valid_name_to_announce(hostname: str | None) -> None:
     with pytest.raises(ValueError, match="host name"):
-        config.redis_conf(spec(), hostname)
+        config.render_redis_conf(spec(), hostname)
 
 
 def test_renders_are_deterministic() -> None:
-    assert config.redis_conf(spec(), "redis-node-1") == config.redis_conf(spec(), "redis-node-1")
-    assert config.cluster_create_script(spec()) == config.cluster_create_script(spec())
+    assert config.render_redis_conf(spec(), "redis-node-1") == config.render_redis_conf(spec(), "redis-node-1")
+    assert config.render_cluster_create_script(spec()) == config.render_cluster_create_script(spec())
 
 
 @pytest.mark.parametrize(("nodes", "masters", "replicas"), [(3, 3, 0), (6, 3, 1), (8, 4, 1), (9, 3, 2)])
 def test_create_script_uses_every_node_and_the_replica_count(nodes: int, masters: int, replicas: int) -> None:
     s = spec(nodes=nodes, masters=masters, replicas_per_master=replicas)
-    script = config.cluster_create_script(s)
+    script = config.render_cluster_create_script(s)
     lines = script.splitlines()
     (node_line,) = [ln for ln in lines if ln.startswith("NODES=")]
     assert node_line == 'NODES="' + " ".join(f"redis-node-{i}:6379" for i in range(1, nodes + 1)) + '"'
@@ -154,22 +154,22 @@ def test_create_script_uses_every_node_and_the_replica_count(nodes: int, masters
 
 def test_create_script_endpoints_are_a_parameter() -> None:
     endpoints = [f"127.0.0.1:{7001 + i}" for i in range(6)]
-    script = config.cluster_create_script(spec(), endpoints, ready_timeout_s=5, settle_timeout_s=7)
+    script = config.render_cluster_create_script(spec(), endpoints, ready_timeout_s=5, settle_timeout_s=7)
     assert f'NODES="{" ".join(endpoints)}"' in script
     assert "READY_TIMEOUT_S=5" in script and "SETTLE_TIMEOUT_S=7" in script
     with pytest.raises(ValueError, match="endpoints"):
-        config.cluster_create_script(spec(), endpoints[:5])
+        config.render_cluster_create_script(spec(), endpoints[:5])
     with pytest.raises(ValueError, match="host:port"):
-        config.cluster_create_script(spec(), [*endpoints[:5], "redis-node-6"])
+        config.render_cluster_create_script(spec(), [*endpoints[:5], "redis-node-6"])
 
 
 @needs_sh
 @pytest.mark.parametrize("make", [spec, standalone, lambda: spec(version="7.0"), lambda: spec(version="6.2")])
 def test_scripts_are_valid_sh(make: Any, tmp_path: Path) -> None:
     s = make()
-    scripts = {"start.sh": config.start_script(s)}
+    scripts = {"start.sh": config.render_start_script(s)}
     if s.mode == "cluster":
-        scripts["create-cluster.sh"] = config.cluster_create_script(s)
+        scripts["create-cluster.sh"] = config.render_cluster_create_script(s)
     for name, text in scripts.items():
         assert text.startswith("#!/bin/sh\n")
         path = tmp_path / name
@@ -199,7 +199,7 @@ def run_start(tmp_path: Path, s: RedisSpec, password: str, nodes_conf: str | Non
     if nodes_conf is not None:
         (data / "nodes.conf").write_text(nodes_conf)
     script = tmp_path / "start.sh"
-    script.write_text(config.start_script(s, conf_path="/conf/redis.conf", data_dir=str(data),
+    script.write_text(config.render_start_script(s, conf_path="/conf/redis.conf", data_dir=str(data),
                                           resolve_timeout_s=resolve_timeout_s))
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": password}
     done = subprocess.run([str(SH), str(script)], capture_output=True, text=True, env=env, check=False,

@@ -10,17 +10,17 @@ import pulumi_docker as docker
 import pytest
 
 from components.redis import RedisCluster
+from components.redis.component import TYPE
 from components.redis.config import (
     CONF_PATH,
     CREATE_PATH,
     DATA_DIR,
     START_PATH,
-    cluster_create_script,
     health_test,
-    redis_conf,
-    start_script,
+    render_cluster_create_script,
+    render_redis_conf,
+    render_start_script,
 )
-from components.redis.docker import TYPE
 from components.secrets import PlatformSecrets
 from components.target import DockerTarget
 from model.spec import PlatformSpec
@@ -51,7 +51,7 @@ def render(spec: PlatformSpec, mocks: pulumi.runtime.Mocks | None = None) -> tup
         network = docker.Network("net", name="banyan", opts=child)
         target = DockerTarget(spec=spec, network=network, parent=root, name="platform")
         redis = RedisCluster("platform-redis", spec.redis, credentials=secrets.redis, target=target, opts=child)
-        seen.update(hosts=redis.hosts, port=redis.port, mode=redis.mode, containers=redis.containers)
+        seen.update(hosts=redis.hosts, port=redis.port, mode=redis.mode, wait_on=redis.wait_on)
 
     return render_program(program, {}, project="banyan", stack="dev", mocks=mocks), seen
 
@@ -104,7 +104,8 @@ def test_nodes_ship_the_rendered_files(tier: str) -> None:
     spec, rendering, _ = rendered(tier)
     for c in nodes(rendering):
         uploads = {u["file"]: u["content"] for u in c.inputs["uploads"]}
-        assert uploads == {CONF_PATH: redis_conf(spec.redis, c.inputs["name"]), START_PATH: start_script(spec.redis)}
+        assert uploads == {CONF_PATH: render_redis_conf(spec.redis, c.inputs["name"]),
+                           START_PATH: render_start_script(spec.redis)}
         assert c.inputs["entrypoints"] == ["/bin/sh", START_PATH]
         assert c.inputs["healthcheck"]["tests"] == list(health_test(spec.redis))
 
@@ -124,7 +125,7 @@ def test_standalone_has_no_creation_step() -> None:
     spec, rendering, seen = rendered("small")
     assert spec.redis.mode == "standalone"
     assert [c.name for c in rendering.of_type(CONTAINER)] == ["platform-redis-node-1"]
-    assert seen["mode"] == "standalone" and len(seen["containers"]) == 1
+    assert seen["mode"] == "standalone" and len(seen["wait_on"]) == 1
 
 
 @pytest.mark.parametrize("tier", ["medium", "large"])
@@ -142,10 +143,10 @@ def test_the_creation_step_runs_once_after_every_node_is_healthy(tier: str) -> N
     node_urns = {c.urn for c in nodes(rendering)}
     assert node_urns <= set(step.depends_on)
     assert all(c.inputs["wait"] is True for c in nodes(rendering)), "healthy before the step starts"
-    assert step.inputs["uploads"] == [{"file": CREATE_PATH, "content": cluster_create_script(spec.redis),
+    assert step.inputs["uploads"] == [{"file": CREATE_PATH, "content": render_cluster_create_script(spec.redis),
                                        "executable": True}]
     assert step.inputs["entrypoints"] == ["/bin/sh", CREATE_PATH]
-    assert len(seen["containers"]) == spec.redis.nodes + 1, "dependants wait for the step too"
+    assert len(seen["wait_on"]) == spec.redis.nodes + 1, "dependants wait for the step too"
 
 
 def test_outputs_are_registered() -> None:
@@ -154,7 +155,7 @@ def test_outputs_are_registered() -> None:
     assert component.outputs["hosts"] == seen["hosts"] == list(spec.redis.instance_names)
     assert component.outputs["port"] == seen["port"] == spec.redis.port
     assert component.outputs["mode"] == seen["mode"] == "cluster"
-    assert len(component.outputs["containers"]) == spec.redis.nodes + 1
+    assert len(component.outputs["wait_on"]) == spec.redis.nodes + 1
     assert component.outputs["ready"] is True
 
 

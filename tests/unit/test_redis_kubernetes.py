@@ -11,17 +11,17 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.redis import RedisCluster
+from components.redis.component import TYPE
 from components.redis.config import (
     CONF_DIR,
     CONF_PATH,
     CREATE_PATH,
     DATA_DIR,
     START_PATH,
-    cluster_create_script,
-    redis_conf,
-    start_script,
+    render_cluster_create_script,
+    render_redis_conf,
+    render_start_script,
 )
-from components.redis.docker import TYPE
 from components.redis.kubernetes import CREATE_KEY, NODES_ANNOTATION, START_KEY, probe_commands
 from components.secrets import PlatformSecrets
 from components.target import KubernetesTarget
@@ -68,7 +68,7 @@ def render(spec: PlatformSpec, mocks: pulumi.runtime.Mocks | None = None) -> tup
             "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=spec.kubernetes.namespace), opts=child)
         target = KubernetesTarget(spec=spec, namespace=namespace, parent=root, name="platform")
         redis = RedisCluster("platform-redis", spec.redis, credentials=secrets.redis, target=target, opts=child)
-        seen.update(hosts=redis.hosts, port=redis.port, mode=redis.mode, containers=len(redis.containers))
+        seen.update(hosts=redis.hosts, port=redis.port, mode=redis.mode, wait_on=len(redis.wait_on))
 
     return render_program(program, {}, project="banyan", stack="prod", mocks=mocks), seen
 
@@ -145,7 +145,7 @@ def test_replicas_resources_and_storage_follow_the_tier(tier: str) -> None:
     assert seen["hosts"] == [f"redis-node-{i}.redis-node" for i in range(preset.redis_nodes)]
     assert seen["port"] == 6379
     assert seen["mode"] == ("standalone" if tier == "small" else "cluster")
-    assert seen["containers"] == (1 if tier == "small" else 2)
+    assert seen["wait_on"] == (1 if tier == "small" else 2)
     assert len(rendering.of_type(PDB)) == (0 if tier == "small" else 1)
     assert len(rendering.of_type(JOB)) == (0 if tier == "small" else 1)
 
@@ -196,10 +196,10 @@ def test_the_headless_service_names_every_pod_before_it_is_ready(tier: str) -> N
 
 
 def expected_files(spec: RedisSpec) -> dict[str, str]:
-    files = {f"redis-node-{i}.conf": redis_conf(spec, fqdn(i)) for i in range(spec.nodes)}
-    files["start.sh"] = start_script(spec)
+    files = {f"redis-node-{i}.conf": render_redis_conf(spec, fqdn(i)) for i in range(spec.nodes)}
+    files["start.sh"] = render_start_script(spec)
     if spec.mode == "cluster":
-        files["create-cluster.sh"] = cluster_create_script(spec, [f"{fqdn(i)}:6379" for i in range(spec.nodes)])
+        files["create-cluster.sh"] = render_cluster_create_script(spec, [f"{fqdn(i)}:6379" for i in range(spec.nodes)])
     return files
 
 
@@ -209,7 +209,7 @@ def test_the_config_map_carries_exactly_the_rendered_files(tier: str) -> None:
     cm = plain(one(rendering, CONFIG_MAP))
     assert cm["data"] == expected_files(spec.redis)
     # The Docker nodes' start script, byte for byte.
-    assert cm["data"]["start.sh"] == start_script(spec.redis)
+    assert cm["data"]["start.sh"] == render_start_script(spec.redis)
     assert cm["metadata"]["name"].startswith("redis-config-")
     for i in range(spec.redis.nodes):
         conf = cm["data"][f"redis-node-{i}.conf"]
@@ -415,7 +415,7 @@ def test_outputs_are_registered() -> None:
     (component,) = rendering.of_type(TYPE)
     assert component.outputs["hosts"] == [f"redis-node-{i}.redis-node" for i in range(6)]
     assert component.outputs["port"] == 6379 and component.outputs["mode"] == "cluster"
-    assert [c["urn"] for c in component.outputs["containers"]] == [one(rendering, STATEFULSET).urn,
+    assert [c["urn"] for c in component.outputs["wait_on"]] == [one(rendering, STATEFULSET).urn,
                                                                     one(rendering, JOB).urn]
     assert component.outputs["ready"] is True
     for r in objects(rendering):

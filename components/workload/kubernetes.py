@@ -1,0 +1,129 @@
+"""The gateway and the business services on Kubernetes: a Deployment scaled by a HorizontalPodAutoscaler."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import k8s_common as kc
+from components.seam import Built
+from components.target import KubernetesTarget
+from model.spec import GatewaySpec, WorkloadSpec
+
+# Kubernetes: the probes' pace. Startup allows a slow first boot (up to 60 s) before liveness applies.
+_PROBE_PERIOD_S = 5
+_STARTUP_FAILURES = 12
+
+
+def build(parent: pulumi.Resource, name: str, spec: WorkloadSpec, *, env: Mapping[str, pulumi.Input[str]],
+          target: KubernetesTarget) -> Built:
+    """A Deployment whose replica count the HorizontalPodAutoscaler owns, its Service, a Secret with
+    the credentials of the env contract, and a disruption budget where there is more than one pod."""
+    part = spec.name
+    hosts = [part]
+    secret_keys = sorted(k for k, v in env.items() if not isinstance(v, str))
+    env_secret = kc.secret(f"{name}-env", target=target, part=part, parent=parent, object_name=f"{part}-env",
+                           data={k: env[k] for k in secret_keys})
+    container_env = [
+        k8s.core.v1.EnvVarArgs(
+            name=key,
+            value=value if isinstance(value, str) else None,
+            value_from=None if isinstance(value, str) else k8s.core.v1.EnvVarSourceArgs(
+                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=f"{part}-env", key=key)),
+        )
+        for key, value in sorted(env.items())
+    ]
+
+    def probe(failures: int) -> k8s.core.v1.ProbeArgs:
+        return k8s.core.v1.ProbeArgs(
+            http_get=k8s.core.v1.HTTPGetActionArgs(path=spec.health_path, port="http"),
+            period_seconds=_PROBE_PERIOD_S, timeout_seconds=2, failure_threshold=failures,
+        )
+
+    # A changed credential must roll the pods (env from a Secret is read at start only). The digest
+    # reveals nothing of the values, so it may travel in the clear and keep the template readable.
+    checksum = pulumi.Output.unsecret(pulumi.Output.all(*(env[k] for k in secret_keys)).apply(
+        lambda values: hashlib.sha256("\0".join([*secret_keys, *values]).encode()).hexdigest()[:16]))
+    deployment = k8s.apps.v1.Deployment(
+        f"{name}-deployment",
+        metadata=target.metadata(part, part),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            # No `replicas`: the HorizontalPodAutoscaler owns the count, so an update never resets it.
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=target.selector(part)),
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                type="RollingUpdate",
+                rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge="25%"),
+            ),
+            revision_history_limit=5,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=target.labels(part),
+                    annotations={"banyan/env-checksum": checksum},
+                ),
+                spec=k8s.core.v1.PodSpecArgs(
+                    automount_service_account_token=False,
+                    termination_grace_period_seconds=30,
+                    topology_spread_constraints=kc.spread(target, part),
+                    containers=[
+                        k8s.core.v1.ContainerArgs(
+                            name=part,
+                            image=spec.image,
+                            args=list(spec.command) if spec.command else None,
+                            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port,
+                                                                 protocol="TCP")],
+                            env=container_env,
+                            resources=kc.resources(spec.resources),
+                            startup_probe=probe(_STARTUP_FAILURES),
+                            readiness_probe=probe(2),
+                            liveness_probe=probe(3),
+                            security_context=kc.restricted_security_context(),
+                        )
+                    ],
+                ),
+            ),
+        ),
+        opts=target.opts(parent, depends_on=[env_secret]),
+    )
+    service = kc.service(f"{name}-service", target=target, part=part, parent=parent, object_name=part,
+                         ports=[kc.Port("http", spec.port)])
+    hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        f"{name}-hpa",
+        metadata=target.metadata(part, part),
+        spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+            scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                api_version="apps/v1", kind="Deployment", name=part),
+            min_replicas=spec.autoscaling.min_replicas,
+            max_replicas=spec.autoscaling.max_replicas,
+            metrics=[
+                _utilization("cpu", spec.autoscaling.cpu_percent),
+                _utilization("memory", spec.autoscaling.memory_percent),
+            ],
+        ),
+        opts=target.opts(parent, depends_on=[deployment]),
+    )
+    created: list[pulumi.Resource] = [env_secret, deployment, service, hpa]
+    if spec.autoscaling.min_replicas > 1:
+        created.append(kc.disruption_budget(f"{name}-pdb", target=target, part=part, parent=parent,
+                                            object_name=part))
+    if isinstance(spec, GatewaySpec):
+        # Nginx balances over the pods themselves (least_conn, retry on the next pod), not one virtual IP:
+        # a headless Service resolves to every ready gateway pod.
+        pods = f"{part}-pods"
+        created.append(kc.service(f"{name}-pods", target=target, part=part, parent=parent, object_name=pods,
+                                  headless=True, ports=[kc.Port("http", spec.port)]))
+        hosts = [f"{pods}.{target.namespace_name}.svc.cluster.local"]
+    return Built(hosts=hosts, port=spec.port, wait_on=created)
+
+
+
+def _utilization(resource: str, percent: int) -> k8s.autoscaling.v2.MetricSpecArgs:
+    return k8s.autoscaling.v2.MetricSpecArgs(
+        type="Resource",
+        resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+            name=resource,
+            target=k8s.autoscaling.v2.MetricTargetArgs(type="Utilization", average_utilization=percent),
+        ),
+    )
