@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal, TypeVar
+from typing import Literal, TypedDict, TypeVar
 
 from model import capacity
 from model.config import (
@@ -43,6 +43,7 @@ from model.spec import (
     AutoscalingSpec,
     BudgetLine,
     CircuitBreakerSpec,
+    ConnectionBudget,
     GatewaySpec,
     KubernetesSpec,
     NginxSpec,
@@ -181,6 +182,23 @@ def _pick(override: T | None, default: T) -> T:
     return default if override is None else override
 
 
+class _WorkloadFields(TypedDict):
+    """What the gateway and every service resolve alike (WorkloadSpec's fields), typed for the splat."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] | None
+    port: int
+    instances: int
+    autoscaling: AutoscalingSpec
+    resources: ResourceSpec
+    health_path: str
+    env: tuple[tuple[str, str], ...]
+    env_secret: bool
+    database_client: bool
+    pool: PoolSpec
+
+
 class _Resolver:
     """Collects problems while resolving, so the user sees every one of them at once."""
 
@@ -240,25 +258,25 @@ class _Resolver:
         return pool
 
     def _workload_fields(self, key: str, part: Part, cfg: Workload, name: str, port: int,
-                         instances: int, tier_max: int, pool: PoolSpec) -> dict[str, object]:
+                         instances: int, tier_max: int, pool: PoolSpec) -> _WorkloadFields:
         top = key.split("[", 1)[0].split(".", 1)[0]
         for env_name in sorted(set(cfg.env) & RESERVED_ENV):
             self.problem(f"{key}.env.{env_name}", cfg.env[env_name],
                          "this variable is set by banyan (README, \"Environment contract\"); choose another name")
-        return {
-            "name": name,
-            "image": cfg.image,
-            "command": cfg.command,
-            "port": port,
-            "instances": instances,
-            "autoscaling": self.autoscaling(key, instances, tier_max, cfg.autoscaling),
-            "resources": self.resources(key, part, cfg.resources),
-            "health_path": cfg.health_path,
-            "env": tuple(sorted(cfg.env.items())),
-            "env_secret": f"banyan:{top}" in self.secret_keys,
-            "database_client": cfg.database_client,
-            "pool": self.pool(key, pool, cfg.pool),
-        }
+        return _WorkloadFields(
+            name=name,
+            image=cfg.image,
+            command=cfg.command,
+            port=port,
+            instances=instances,
+            autoscaling=self.autoscaling(key, instances, tier_max, cfg.autoscaling),
+            resources=self.resources(key, part, cfg.resources),
+            health_path=cfg.health_path,
+            env=tuple(sorted(cfg.env.items())),
+            env_secret=f"banyan:{top}" in self.secret_keys,
+            database_client=cfg.database_client,
+            pool=self.pool(key, pool, cfg.pool),
+        )
 
     def gateway(self) -> GatewaySpec:
         cfg = self.config.gateway
@@ -299,136 +317,156 @@ class _Resolver:
         )
 
 
-def _postgres_memory(memory_mib: int, max_connections: int) -> dict[str, int]:
+    def postgres(self, workloads: tuple[GatewaySpec | ServiceSpec, ...]) -> tuple[ConnectionBudget, PostgresSpec]:
+        """The server and the connection budget every database client's pool is counted in."""
+        pg_cfg, p = self.config.postgres, self.preset
+        lines = [BudgetLine(client=w.name, max_instances=w.max_instances, pool_max=w.pool.max)
+                 for w in workloads if w.database_client]
+        budget, derived = capacity.connection_budget(lines, pg_cfg.max_connections)
+        shortfall = capacity.budget_shortfall(budget)
+        if shortfall:
+            self.problem("postgres.max_connections", pg_cfg.max_connections, shortfall)
+        _check_postgres_image(self, pg_cfg.image, pg_cfg.version)
+        replicas = _pick(pg_cfg.replicas, p.postgres_replicas)
+        pg_res = self.resources("postgres", "postgres", pg_cfg.resources)
+        memory = _postgres_memory(pg_res.limits.memory_mib, budget.max_connections)
+        return budget, PostgresSpec(
+            name="postgres",
+            image=pg_cfg.image,
+            version=pg_cfg.version,
+            port=PORTS["postgres"],
+            replicas=replicas,
+            max_connections=budget.max_connections,
+            max_connections_derived=derived,
+            database=pg_cfg.database,
+            user=pg_cfg.user,
+            replication_user="replicator",
+            storage_gib=_pick(pg_cfg.storage_gib, p.storage_gib["postgres"]),
+            resources=pg_res,
+            # A replica bootstrapping with `pg_basebackup -X stream` holds two senders, one once streaming;
+            # replicas may bootstrap together, and two spare senders leave room for a manual re-seed.
+            max_wal_senders=max(10, 2 * replicas + 2),
+            max_replication_slots=replicas + 2,
+            shared_buffers_mib=memory.shared_buffers_mib,
+            effective_cache_size_mib=memory.effective_cache_size_mib,
+            maintenance_work_mem_mib=memory.maintenance_work_mem_mib,
+            work_mem_kib=memory.work_mem_kib,
+        )
+
+    def rabbitmq(self) -> RabbitMQSpec:
+        mq_cfg, target = self.config.rabbitmq, self.config.target
+        nodes = _pick(mq_cfg.nodes, self.preset.rabbitmq_nodes)
+        quorum_supported = tuple(int(x) for x in mq_cfg.version.split(".")) >= (3, 13)
+        queue_type = mq_cfg.default_queue_type
+        if queue_type == "quorum" and not quorum_supported:
+            self.warnings.append(
+                f"banyan:rabbitmq.version {mq_cfg.version} cannot make quorum the default queue type "
+                "(needs 3.13+); clients must declare x-queue-type: quorum themselves"
+            )
+            queue_type = "classic"
+        shape_error = capacity.rabbitmq_shape_error(nodes, mq_cfg.default_queue_type == "quorum",
+                                                    mq_cfg.allow_even_nodes)
+        if shape_error:
+            self.problem("rabbitmq.nodes", nodes, shape_error)
+        if mq_cfg.management_host_port is not None and target != "docker":
+            self.warnings.append("banyan:rabbitmq.management_host_port only applies to target docker; ignored")
+        mq_res = self.resources("rabbitmq", "rabbitmq", mq_cfg.resources)
+        return RabbitMQSpec(
+            name="rabbitmq",
+            image=mq_cfg.image,
+            version=mq_cfg.version,
+            nodes=nodes,
+            port=PORTS["rabbitmq"],
+            management_port=PORTS["rabbitmq_management"],
+            management_host_port=mq_cfg.management_host_port if target == "docker" else None,
+            persistence=mq_cfg.persistence,
+            default_queue_type=queue_type,
+            storage_gib=_pick(mq_cfg.storage_gib, self.preset.storage_gib["rabbitmq"]),
+            resources=mq_res,
+            # RabbitMQ blocks publishers at this mark; 40 % of the limit is its own default ratio.
+            memory_high_watermark_mib=max(64, mq_res.limits.memory_mib * 2 // 5),
+        )
+
+    def redis(self) -> RedisSpec:
+        rd_cfg, p = self.config.redis, self.preset
+        rd_nodes = _pick(rd_cfg.nodes, p.redis_nodes)
+        rd_replicas = _pick(rd_cfg.replicas_per_master, p.redis_replicas_per_master)
+        shape = capacity.redis_shape(rd_nodes, rd_replicas)
+        if isinstance(shape, str):
+            if rd_cfg.nodes is not None or rd_cfg.replicas_per_master is None:
+                self.problem("redis.nodes", rd_nodes, shape)
+            else:
+                self.problem("redis.replicas_per_master", rd_replicas, shape)
+            shape = capacity.RedisShape("standalone", 1, 0)
+        rd_res = self.resources("redis", "redis", rd_cfg.resources)
+        return RedisSpec(
+            name="redis",
+            image=rd_cfg.image,
+            version=rd_cfg.version,
+            nodes=rd_nodes,
+            mode=shape.mode,
+            masters=shape.masters,
+            replicas_per_master=shape.replicas_per_master,
+            port=PORTS["redis"],
+            bus_port=PORTS["redis"] + 10_000,
+            persistence=rd_cfg.persistence,
+            storage_gib=_pick(rd_cfg.storage_gib, p.storage_gib["redis"]),
+            resources=rd_res,
+            # Leave a quarter of the limit for fork copy-on-write during persistence and client buffers.
+            maxmemory_mib=max(16, rd_res.limits.memory_mib * 3 // 4),
+        )
+
+    def nginx(self) -> NginxSpec:
+        ng_cfg = self.config.nginx
+        ng_instances = _pick(ng_cfg.instances, self.preset.nginx_instances)
+        if self.config.target == "docker":
+            if ng_cfg.instances is not None and ng_cfg.instances > 1:
+                self.problem("nginx.instances", ng_cfg.instances,
+                             "allowed: 1 on target docker (one host port can be published once)")
+            ng_instances = 1
+        return NginxSpec(
+            name="nginx",
+            image=ng_cfg.image,
+            public_port=ng_cfg.port,
+            listen_port=PORTS["nginx"],
+            instances=ng_instances,
+            keepalive_connections=ng_cfg.keepalive_connections,
+            connect_timeout_s=ng_cfg.connect_timeout_s,
+            read_timeout_s=ng_cfg.read_timeout_s,
+            service_type=ng_cfg.service_type,
+            resources=self.resources("nginx", "nginx", ng_cfg.resources),
+        )
+
+@dataclass(frozen=True)
+class _PostgresMemory:
+    shared_buffers_mib: int
+    effective_cache_size_mib: int
+    maintenance_work_mem_mib: int
+    work_mem_kib: int
+
+
+def _postgres_memory(memory_mib: int, max_connections: int) -> _PostgresMemory:
     """The usual starting points: 25 % shared_buffers, 75 % effective cache, 5 % maintenance,
     and work_mem such that every connection can use one sort buffer within the rest."""
     shared = max(32, memory_mib // 4)
     spare_kib = max(0, memory_mib - shared) * 1024 // 2
-    return {
-        "shared_buffers_mib": shared,
-        "effective_cache_size_mib": max(64, memory_mib * 3 // 4),
-        "maintenance_work_mem_mib": max(16, memory_mib // 20),
-        "work_mem_kib": max(64, min(65_536, spare_kib // max(1, max_connections))),
-    }
+    return _PostgresMemory(
+        shared_buffers_mib=shared,
+        effective_cache_size_mib=max(64, memory_mib * 3 // 4),
+        maintenance_work_mem_mib=max(16, memory_mib // 20),
+        work_mem_kib=max(64, min(65_536, spare_kib // max(1, max_connections))),
+    )
 
 
 def resolve(config: StackConfig, *, project: str, stack: str,
             secret_keys: frozenset[str] = frozenset()) -> tuple[PlatformSpec | None, list[ConfigProblem]]:
     """Tier preset + stack overrides -> one frozen PlatformSpec, or every problem found."""
     r = _Resolver(config, project, stack, secret_keys)
-    p = r.preset
     gateway = r.gateway()
     services = tuple(r.service(i, svc) for i, svc in enumerate(config.services))
 
-    pg_cfg = config.postgres
-    lines = [BudgetLine(client=w.name, max_instances=w.max_instances, pool_max=w.pool.max)
-             for w in (gateway, *services) if w.database_client]
-    budget, derived = capacity.connection_budget(lines, pg_cfg.max_connections)
-    shortfall = capacity.budget_shortfall(budget)
-    if shortfall:
-        r.problem("postgres.max_connections", pg_cfg.max_connections, shortfall)
-    _check_postgres_image(r, pg_cfg.image, pg_cfg.version)
-    replicas = _pick(pg_cfg.replicas, p.postgres_replicas)
-    pg_res = r.resources("postgres", "postgres", pg_cfg.resources)
-    postgres = PostgresSpec(
-        name="postgres",
-        image=pg_cfg.image,
-        version=pg_cfg.version,
-        port=PORTS["postgres"],
-        replicas=replicas,
-        max_connections=budget.max_connections,
-        max_connections_derived=derived,
-        database=pg_cfg.database,
-        user=pg_cfg.user,
-        replication_user="replicator",
-        storage_gib=_pick(pg_cfg.storage_gib, p.storage_gib["postgres"]),
-        resources=pg_res,
-        # A replica bootstrapping with `pg_basebackup -X stream` holds two senders, one once streaming;
-        # replicas may bootstrap together, and two spare senders leave room for a manual re-seed.
-        max_wal_senders=max(10, 2 * replicas + 2),
-        max_replication_slots=replicas + 2,
-        **_postgres_memory(pg_res.limits.memory_mib, budget.max_connections),
-    )
-
-    mq_cfg = config.rabbitmq
-    nodes = _pick(mq_cfg.nodes, p.rabbitmq_nodes)
-    quorum_supported = tuple(int(x) for x in mq_cfg.version.split(".")) >= (3, 13)
-    queue_type = mq_cfg.default_queue_type
-    if queue_type == "quorum" and not quorum_supported:
-        r.warnings.append(
-            f"banyan:rabbitmq.version {mq_cfg.version} cannot make quorum the default queue type "
-            "(needs 3.13+); clients must declare x-queue-type: quorum themselves"
-        )
-        queue_type = "classic"
-    shape_error = capacity.rabbitmq_shape_error(nodes, mq_cfg.default_queue_type == "quorum", mq_cfg.allow_even_nodes)
-    if shape_error:
-        r.problem("rabbitmq.nodes", nodes, shape_error)
-    if mq_cfg.management_host_port is not None and config.target != "docker":
-        r.warnings.append("banyan:rabbitmq.management_host_port only applies to target docker; ignored")
-    mq_res = r.resources("rabbitmq", "rabbitmq", mq_cfg.resources)
-    rabbitmq = RabbitMQSpec(
-        name="rabbitmq",
-        image=mq_cfg.image,
-        version=mq_cfg.version,
-        nodes=nodes,
-        port=PORTS["rabbitmq"],
-        management_port=PORTS["rabbitmq_management"],
-        management_host_port=mq_cfg.management_host_port if config.target == "docker" else None,
-        persistence=mq_cfg.persistence,
-        default_queue_type=queue_type,
-        storage_gib=_pick(mq_cfg.storage_gib, p.storage_gib["rabbitmq"]),
-        resources=mq_res,
-        # RabbitMQ blocks publishers at this mark; 40 % of the limit is its own default ratio.
-        memory_high_watermark_mib=max(64, mq_res.limits.memory_mib * 2 // 5),
-    )
-
-    rd_cfg = config.redis
-    rd_nodes = _pick(rd_cfg.nodes, p.redis_nodes)
-    rd_replicas = _pick(rd_cfg.replicas_per_master, p.redis_replicas_per_master)
-    shape = capacity.redis_shape(rd_nodes, rd_replicas)
-    if isinstance(shape, str):
-        if rd_cfg.nodes is not None or rd_cfg.replicas_per_master is None:
-            r.problem("redis.nodes", rd_nodes, shape)
-        else:
-            r.problem("redis.replicas_per_master", rd_replicas, shape)
-        shape = capacity.RedisShape("standalone", 1, 0)
-    rd_res = r.resources("redis", "redis", rd_cfg.resources)
-    redis = RedisSpec(
-        name="redis",
-        image=rd_cfg.image,
-        version=rd_cfg.version,
-        nodes=rd_nodes,
-        mode=shape.mode,
-        masters=shape.masters,
-        replicas_per_master=shape.replicas_per_master,
-        port=PORTS["redis"],
-        bus_port=PORTS["redis"] + 10_000,
-        persistence=rd_cfg.persistence,
-        storage_gib=_pick(rd_cfg.storage_gib, p.storage_gib["redis"]),
-        resources=rd_res,
-        # Leave a quarter of the limit for fork copy-on-write during persistence and client buffers.
-        maxmemory_mib=max(16, rd_res.limits.memory_mib * 3 // 4),
-    )
-
-    ng_cfg = config.nginx
-    ng_instances = _pick(ng_cfg.instances, p.nginx_instances)
-    if config.target == "docker":
-        if ng_cfg.instances is not None and ng_cfg.instances > 1:
-            r.problem("nginx.instances", ng_cfg.instances,
-                      "allowed: 1 on target docker (one host port can be published once)")
-        ng_instances = 1
-    nginx = NginxSpec(
-        name="nginx",
-        image=ng_cfg.image,
-        public_port=ng_cfg.port,
-        listen_port=PORTS["nginx"],
-        instances=ng_instances,
-        keepalive_connections=ng_cfg.keepalive_connections,
-        connect_timeout_s=ng_cfg.connect_timeout_s,
-        read_timeout_s=ng_cfg.read_timeout_s,
-        service_type=ng_cfg.service_type,
-        resources=r.resources("nginx", "nginx", ng_cfg.resources),
-    )
+    budget, postgres = r.postgres((gateway, *services))
+    rabbitmq, redis, nginx = r.rabbitmq(), r.redis(), r.nginx()
 
     _check_unique_names(r, gateway, services, postgres, rabbitmq, redis, nginx)
     if r.problems:
