@@ -23,8 +23,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--edge-runs", type=int, default=8, help="edge rounds (each runs every config once)")
     p.add_argument("--duration", type=int, default=6, help="seconds of load per edge run")
     p.add_argument("--warmup", type=int, default=1, help="seconds of untimed load before each edge run")
-    p.add_argument("--what-if", action="store_true",
-                   help="edge: also run ours with a buffered access log (the change the README's ablation suggests)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections")
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
     p.add_argument("--render-runs", type=int, default=3, help="fresh processes per rendering figure")
@@ -52,8 +50,7 @@ def main(argv: Sequence[str]) -> int:
         print("== edge proxy (nginx + wrk)", file=sys.stderr, flush=True)
         sections.append(edge.run(edge.EdgeOptions(runs=args.edge_runs, duration_s=args.duration,
                                                   warmup_s=args.warmup, connections=args.connections,
-                                                  threads=args.threads, no_reuse_pass=args.no_reuse_pass,
-                                                  what_if=args.what_if)))
+                                                  threads=args.threads, no_reuse_pass=args.no_reuse_pass)))
     if "render" in args.parts:
         print("== rendering cost", file=sys.stderr, flush=True)
         sections.append(render.run(render.RenderOptions(runs=args.render_runs, repeat=args.render_repeat)))

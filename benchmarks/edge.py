@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import PROJECT_DIR, Row, Section, fmt_int, fmt_ratio, median
-from testkit.netns import Host, wait_until
+from testkit.netns import Host, traversable, wait_until
 
 HERE = Path(__file__).resolve().parent
 GUIDE_COPY = HERE / "guide_nginx.conf"
@@ -43,28 +43,6 @@ LABELS = {
     "guide": "the guide's config (verbatim, minimal wrapper)",
     "baseline": "plain expert baseline",
 }
-
-# --what-if: the changes to our config that the README's ablation points at, each applied to the
-# rendered text (exact substitutions, checked), run in the same rotation as the three configs above.
-OUR_ACCESS_LOG = "access_log /dev/stdout banyan;"
-BUFFERED_ACCESS_LOG = "access_log /dev/stdout banyan buffer=64k flush=1s;"
-REQUEST_ID_HEADER = "        proxy_set_header X-Request-ID $request_id;\n"
-REQUEST_ID_LOG = " rid=$request_id"
-WHAT_IFS = {
-    "buffered": ("what-if: ours, access log buffered (`buffer=64k flush=1s`)",
-                 ((OUR_ACCESS_LOG, BUFFERED_ACCESS_LOG),)),
-    "buffered-no-id": ("what-if: ours, access log buffered and no generated request ID",
-                       ((OUR_ACCESS_LOG, BUFFERED_ACCESS_LOG), (REQUEST_ID_HEADER, ""), (REQUEST_ID_LOG, ""))),
-}
-LABELS.update({name: label for name, (label, _) in WHAT_IFS.items()})
-
-
-def apply_what_if(conf: str, changes: Sequence[tuple[str, str]]) -> str:
-    for old, new in changes:
-        if conf.count(old) != 1:
-            raise RuntimeError(f"--what-if: the rendered config no longer has exactly one {old!r}")
-        conf = conf.replace(old, new)
-    return conf
 
 # The minimum nginx needs around a bare `server` block (the guide's has no `events`/`http`), identical
 # for the guide's and the baseline's config. The worker settings are copied from the rendered config,
@@ -147,7 +125,6 @@ class EdgeOptions:
     stub_workers: int = 1
     # One more pass, in a fresh namespace without TIME_WAIT reuse: what a non-loopback network gets.
     no_reuse_pass: bool = True
-    what_if: bool = False
 
 
 @dataclass
@@ -254,10 +231,10 @@ def rendered_config() -> tuple[str, int]:
     rendering = render_stack("dev", set={"tier": TIER, "nginx.image": f"nginx:{nginx_version()}-alpine"})
     for c in rendering.of_type("docker:index/container:Container"):
         inputs = unwrap(c.inputs)
-        if inputs["name"] == "nginx":
+        if inputs["hostname"] == "nginx":
             shipped = {u["file"]: u["content"] for u in inputs.get("uploads") or []}
             gateways = sum(1 for g in rendering.of_type("docker:index/container:Container")
-                           if re.fullmatch(r"api-gateway-\d+", unwrap(g.inputs)["name"]))
+                           if re.fullmatch(r"api-gateway-\d+", unwrap(g.inputs)["hostname"]))
             return shipped[CONF_PATH], gateways
     raise RuntimeError("the dev stack has no container named nginx")
 
@@ -276,7 +253,7 @@ def _directive(conf: str, name: str) -> str:
     return match.group(1).strip()
 
 
-def setup(what_if: bool = False) -> Setup:
+def setup() -> Setup:
     ours, gateways = rendered_config()
     upstreams = _upstreams(ours)
     if len(upstreams) != gateways:
@@ -293,9 +270,6 @@ def setup(what_if: bool = False) -> Setup:
         "guide": WRAPPER.format(workers=workers, connections=connections, body=guide_body),
         "baseline": WRAPPER.format(workers=workers, connections=connections, body=baseline_body),
     }
-    if what_if:
-        for name, (_, changes) in WHAT_IFS.items():
-            configs[name] = apply_what_if(ours, changes)
     ports = {name: int(_directive(conf, "listen").split()[0].rsplit(":", 1)[-1]) for name, conf in configs.items()}
     notes = [
         f"edge: {len(upstreams)} gateways (dev stack, tier {TIER}); worker_processes {workers} "
@@ -497,7 +471,7 @@ def _spread(values: Sequence[float]) -> str:
 def summarize(runs: Sequence[Run], stub_rps: float, no_reuse: Sequence[Run]) -> list[Row]:
     rows: list[Row] = []
     per: dict[str, dict[str, float]] = {}
-    names = [n for n in (*CONFIGS, *WHAT_IFS) if any(r.config == n for r in runs)]
+    names = [n for n in CONFIGS if any(r.config == n for r in runs)]
     for name in names:
         mine = [r for r in runs if r.config == name]
         requests = sum(r.requests for r in mine)
@@ -532,14 +506,6 @@ def summarize(runs: Sequence[Run], stub_rps: float, no_reuse: Sequence[Run]) -> 
                     _spread(cpu_guide), fmt_ratio(median(cpu_guide))))
     rows.append(Row("edge", "proxy CPU per request, baseline / ours (above 1: ours is cheaper)",
                     _spread(cpu_base), fmt_ratio(median(cpu_base))))
-    for name in WHAT_IFS:
-        if name not in per:
-            continue
-        for other, attr, what in (("baseline", "rps", "requests/s"), ("guide", "rps", "requests/s"),
-                                  ("baseline", "p99_ms", "p99 latency")):
-            ratios = _paired(runs, name, other, attr)
-            theirs = {"baseline": "baseline", "guide": "guide's"}[other]
-            rows.append(Row("edge", f"{what}, what-if {name} / {theirs}", _spread(ratios), fmt_ratio(median(ratios))))
     g, o = per["guide"]["conns_per_req"], per["ours"]["conns_per_req"]
     rows.append(Row("edge", "new upstream connections per request (counted by the stubs)",
                     f"guide's {g:.3f}, ours {o:.3f}, baseline {per['baseline']['conns_per_req']:.3f}", "",
@@ -570,7 +536,7 @@ def run(options: EdgeOptions, progress: bool = True) -> Section:
         section.skipped = why
         return section
     sweep_stale_namespaces()
-    s = setup(options.what_if)
+    s = setup()
     configs = tuple(s.configs)
     section.notes.extend(s.notes)
     section.notes.append(
@@ -579,8 +545,7 @@ def run(options: EdgeOptions, progress: bool = True) -> Section:
     runs: list[Run] = []
     no_reuse: list[Run] = []
     tmp = tempfile.mkdtemp(prefix="banyan-bench-edge-")
-    workdir = Path(tmp)
-    workdir.chmod(0o755)
+    workdir = traversable(Path(tmp))
     try:
         with Bench(workdir / "loopback", s.upstreams, options) as bench:
             stub_rps = bench.stub_direct()

@@ -179,6 +179,18 @@ class Network:
                 directory.rmdir()
 
 
+def traversable(path: Path) -> Path:
+    """`path` made reachable by the servers' own users (postgres, redis, rabbitmq, nginx's workers): mode 0755,
+    and every parent below /tmp searchable (pytest's temporary directories are private to the user running
+    it). Returns `path`, for scratch directories made with tmp_path_factory or tempfile."""
+    path.chmod(0o755)
+    for parent in path.parents:
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o055)
+    return path
+
+
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> float:
     """Poll a readiness check (never a fixed sleep); returns the seconds it took."""
     start = time.monotonic()

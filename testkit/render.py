@@ -1,8 +1,8 @@
 """Render a stack under Pulumi's mocks and query what it registered: for our tests and for users' own.
 
-    from testkit import render_stack, resolve_output
+    from testkit import render_stack
     rendering = render_stack("dev", set={"tier": "large"})
-    gateways = rendering.named_like("docker:index/container:Container", "api-gateway-")
+    gateways = rendering.named_like("docker:index/container:Container", "banyan-gateway-")
     assert len(gateways) == 10
 
 No Pulumi CLI, engine, Docker or cluster is involved: the program runs in-process against a mock

@@ -1,18 +1,24 @@
-"""Shared test helpers: where the shared material lives, and stack-config shortcuts."""
+"""Shared test helpers: where the shared material lives, stack-config shortcuts, and what a recorded
+container carries (its environment, its uploaded files)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import pulumi
 import pytest
 
-from infra.program import load_spec
 from model.spec import PlatformSpec
-from testkit import PROJECT_DIR, apply_sets, read_stack_file, to_engine_config
+from testkit import PROJECT_DIR, RecordedResource, Secret, unwrap
+from testkit.component import stack_spec
 
 # CI lays shared/ beside the clone; a developer's checkout has it in the same place.
 SHARED_DIR = PROJECT_DIR.parent / "shared"
+
+# The attribute (and registered output) where a part's component keeps the resources its dependants wait
+# on (containers, operator clusters, StatefulSets, Jobs). Tests reach it only through the two helpers below.
+WAIT_ON = "wait_on"
 
 
 def shared_file(*parts: str) -> Path:
@@ -24,6 +30,36 @@ def shared_file(*parts: str) -> Path:
 
 def spec_for(stack: str = "dev", **sets: Any) -> PlatformSpec:
     """Resolve a stack file plus what-if overrides (keys as for `--set`, dots as double underscores)."""
-    config = apply_sets(read_stack_file(stack), {k.replace("__", "."): v for k, v in sets.items()})
-    raw, secret = to_engine_config(config)
-    return load_spec(raw, project="banyan", stack=stack, secret_keys=secret)
+    return stack_spec(stack, set={k.replace("__", "."): v for k, v in sets.items()})
+
+
+def waited_on(component: object) -> list[pulumi.Resource]:
+    """What dependants of a part's component wait for (the component object, inside the program)."""
+    resources: list[pulumi.Resource] = list(getattr(component, WAIT_ON))
+    return resources
+
+
+def waited_on_output(component: RecordedResource) -> list[Any]:
+    """The same list as the recorded component registered it among its outputs."""
+    registered: list[Any] = list(component.outputs[WAIT_ON])
+    return registered
+
+
+def env_of(container: RecordedResource, *, secret: bool = False) -> dict[str, str]:
+    """A Docker container's environment (`envs`, "NAME=value" items) as a dict. secret=True: the list must
+    have travelled as a Pulumi secret (it carries credentials)."""
+    envs = container.inputs.get("envs")
+    if secret:
+        assert isinstance(envs, Secret), f"{container.name}: the env list carries credentials; it must be a secret"
+    return dict(item.split("=", 1) for item in unwrap(envs) or [])
+
+
+class Upload(NamedTuple):
+    content: str
+    executable: bool
+
+
+def uploads(container: RecordedResource) -> dict[str, Upload]:
+    """Every file a Docker container ships: path -> (exact content, executable)."""
+    return {u["file"]: Upload(u["content"], bool(u.get("executable")))
+            for u in unwrap(container.inputs).get("uploads") or []}

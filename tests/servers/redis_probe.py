@@ -168,6 +168,17 @@ def poll(args: dict[str, Any]) -> None:
     rc.close()
 
 
+def read_poll_log(path: Path) -> list[dict[str, Any]]:
+    """The attempts `poll` has logged so far, read while it runs: its last line may be half-written (the
+    test reads between the writer's writes), so only lines ended by a newline count; the rest is read
+    next time. Lines not starting with "{" are the writer's stderr (warnings), not attempts."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1].decode(errors="replace")
+    return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
+
+
 def main() -> None:
     command, raw = sys.argv[1], sys.argv[2]
     args = json.loads(raw)

@@ -25,18 +25,18 @@ from redis.crc import key_slot
 
 from components.redis.config import CLUSTER_SLOTS, CONF_DIR, CONF_PATH, CREATE_PATH, DATA_DIR, HOSTNAMES_SINCE
 from testkit import RecordedResource, Rendering, unwrap
-from testkit.netns import Host, Network, wait_until
+from testkit.netns import Host, Network, traversable, wait_until
+from tests.helpers import env_of, uploads
 from tests.servers.conftest import (
     container,
-    env,
     install_uploads,
     rendered,
     report,
     require_binary,
     require_netns,
     server_versions,
-    uploads,
 )
+from tests.servers.redis_probe import read_poll_log
 
 pytestmark = pytest.mark.servers
 
@@ -64,16 +64,6 @@ exec "$@"
 CREATE_TIMEOUT_S = 45
 # The failover bound: this many cluster-node-timeouts from the stop to the first successful write.
 BOUND_TIMEOUTS = 5
-
-
-def _traversable(path: Path) -> Path:
-    """Servers run as their own users: every directory up to /tmp must be traversable (as `workdir`)."""
-    path.chmod(0o755)
-    for parent in path.parents:
-        if parent == Path("/tmp"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o055)
-    return path
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -147,7 +137,7 @@ class RedisStack:
         """The node's container entrypoint (start.sh), with the container's env and its own /data."""
         c = self.node(name)
         host = self.hosts[name]
-        host.spawn(unwrap(c.inputs)["entrypoints"], binds=[CONF_DIR, DATA_DIR, STANDIN_DIR], env=env(c),
+        host.spawn(unwrap(c.inputs)["entrypoints"], binds=[CONF_DIR, DATA_DIR, STANDIN_DIR], env=env_of(c),
                    log=host.root / "redis.log")
 
     def healthy(self, name: str) -> bool:
@@ -155,7 +145,7 @@ class RedisStack:
         c = self.node(name)
         test = unwrap(c.inputs)["healthcheck"]["tests"]
         assert test[0] == "CMD-SHELL"
-        return self.hosts[name].run(["/bin/sh", "-c", test[1]], env=env(c), check=False, timeout=10).returncode == 0
+        return self.hosts[name].run(["/bin/sh", "-c", test[1]], env=env_of(c), check=False, timeout=10).returncode == 0
 
     def log(self, name: str, lines: int = 30) -> str:
         path = self.hosts[name].root / "redis.log"
@@ -164,7 +154,7 @@ class RedisStack:
 
     def cli(self, name: str, *args: str) -> str:
         """redis-cli on the node's own host, authenticated through the node's REDISCLI_AUTH."""
-        done = self.hosts[name].run(["redis-cli", "-p", str(self.port), *args], env=env(self.node(name)),
+        done = self.hosts[name].run(["redis-cli", "-p", str(self.port), *args], env=env_of(self.node(name)),
                                     check=False, timeout=10)
         return done.stdout.replace("\r", "")
 
@@ -173,7 +163,7 @@ class RedisStack:
         c = container(self.rendering, CREATE_NAME)
         argv = unwrap(c.inputs)["entrypoints"]
         try:
-            return self.create.run(argv, binds=[CONF_DIR], env=env(c), timeout=CREATE_TIMEOUT_S, check=False)
+            return self.create.run(argv, binds=[CONF_DIR], env=env_of(c), timeout=CREATE_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired as err:
             out = err.stdout.decode() if isinstance(err.stdout, bytes) else err.stdout or ""
             return subprocess.CompletedProcess(argv, -1, out, f"killed after {CREATE_TIMEOUT_S}s")
@@ -245,7 +235,7 @@ def boot(tier: str, workdir: Path, tag: str) -> Iterator[RedisStack]:
         create = net.add(CREATE_NAME)
         install_uploads(create, create_c)
         stack = RedisStack(tier=tier, net=net, rendering=r, names=names, port=ports.pop(), hosts=hosts,
-                           create=create, client=net.add(CLIENT_NAME), password=env(create_c)["REDISCLI_AUTH"],
+                           create=create, client=net.add(CLIENT_NAME), password=env_of(create_c)["REDISCLI_AUTH"],
                            node_timeout_ms=int(timeout.group(1)))
         for name in names:
             stack.start(name)
@@ -322,7 +312,7 @@ def create_and_rerun(stack: RedisStack) -> dict[str, Entry]:
 @pytest.fixture(scope="module")
 def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisStack]:
     """The large tier's 6 nodes, booted, with the creation step run once (as `pulumi up` would)."""
-    workdir = _traversable(tmp_path_factory.mktemp("redis-large"))
+    workdir = traversable(tmp_path_factory.mktemp("redis-large"))
     with boot("large", workdir, "rdl") as stack:
         start = time.monotonic()
         stack.created = stack.run_create()
@@ -377,12 +367,6 @@ def test_nodes_announce_their_host_names(large: RedisStack) -> None:
         assert listed <= set(stack.names), f"{name}: CLUSTER SLOTS endpoints {listed}"
 
 
-def _attempts(log: Path) -> list[dict[str, Any]]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-
-
 def test_stopping_a_master_promotes_its_replica_and_writes_to_its_slots_resume(large: RedisStack) -> None:
     stack = _formed(large)
     topo = check_formed(stack)
@@ -401,25 +385,25 @@ def test_stopping_a_master_promotes_its_replica_and_writes_to_its_slots_resume(l
     writer = stack.client.spawn([sys.executable, str(PROBE), "poll", json.dumps(args)],
                                 env={"REDISCLI_AUTH": stack.password}, log=log)
     try:
-        wait_until(lambda: sum(a["ok"] for a in _attempts(log)) >= 3, timeout=30, what="the writer's first writes")
+        wait_until(lambda: sum(a["ok"] for a in read_poll_log(log)) >= 3, timeout=30, what="the writer's first writes")
         stopped = time.monotonic()
         stack.hosts[victim].kill_all()
         killed = time.monotonic()
         stack.state["stopped"], stack.state["promoted"], stack.state["seeded"] = victim, replica, seeded
 
         def resumed() -> bool:
-            return any(a["ok"] and a["t0"] >= killed for a in _attempts(log))
+            return any(a["ok"] and a["t0"] >= killed for a in read_poll_log(log))
 
         try:
             wait_until(resumed, timeout=bound, what=f"a write to {victim}'s slots to succeed after its stop")
         except AssertionError as err:
-            tail = "\n".join(json.dumps(a) for a in _attempts(log)[-3:])
+            tail = "\n".join(json.dumps(a) for a in read_poll_log(log)[-3:])
             raise AssertionError(f"{err}\nlast attempts:\n{tail}\n{replica} log:\n{stack.log(replica)}") from None
     finally:
         stop.touch()
         writer.wait(timeout=30)
 
-    attempts = _attempts(log)
+    attempts = read_poll_log(log)
     first = next(a for a in attempts if a["ok"] and a["t0"] >= killed)
     recovery = first["t1"] - stopped
     failed = [a for a in attempts if not a["ok"] and a["t0"] >= stopped and a["t1"] <= first["t1"]]
@@ -478,7 +462,7 @@ def test_the_stopped_master_started_again_rejoins_as_a_replica(large: RedisStack
 def test_medium_creation_covers_every_slot_with_three_masters_and_a_rerun_changes_nothing(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    workdir = _traversable(tmp_path_factory.mktemp("redis-medium"))
+    workdir = traversable(tmp_path_factory.mktemp("redis-medium"))
     with boot("medium", workdir, "rdm") as stack:
         start = time.monotonic()
         stack.created = stack.run_create()

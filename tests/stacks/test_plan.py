@@ -92,6 +92,25 @@ def test_a_removed_or_replaced_volume_is_flagged_in_bold_first() -> None:
     assert md.index("STATEFUL") < md.index(gw)
 
 
+def test_a_stateful_replace_comes_before_a_plain_delete() -> None:
+    """Danger decides the order before the kind does: a plain delete (a gateway scaled away) never hides
+    the replacement of a volume below it."""
+    before = planmod.records(planmod.build_plan("dev", {"tier": "medium"}).rendering)
+    after = dict(before)
+    deleted = "docker:index/container:Container banyan-gateway-5"
+    assert not planmod.is_stateful(before[deleted])
+    del after[deleted]
+    replaced = "docker:index/volume:Volume banyan-postgres-primary-data"
+    after[replaced] = json.loads(json.dumps(before[replaced]))
+    after[replaced]["inputs"]["name"] = "something-else"
+    changes = planmod.diff(before, after)
+    assert [(c.key, c.kind, c.dangerous) for c in changes] == [(replaced, "replace", True),
+                                                               (deleted, "delete", False)]
+    for markdown in (False, True):
+        text = planmod.format_diff(changes, markdown=markdown)
+        assert text.index(f"STATEFUL REPLACE {replaced}") < text.index(f"DELETE {deleted}")
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tooling.plan", *args], cwd=PROJECT_DIR, capture_output=True,
                           text=True, timeout=300, check=False)

@@ -1,14 +1,21 @@
-"""The helpers users get: the README's example runs as written; resolve_output fails on unknowns."""
+"""The helpers users get: the README's example and the modules' docstring examples run as written;
+resolve_output fails on unknowns; a component renders alone with what the platform would hand it."""
 
 from __future__ import annotations
 
 import re
+import textwrap
+from types import ModuleType
 from typing import Any
 
 import pulumi
 import pytest
 
+import testkit.component
+import testkit.render
+from components.postgres import PostgresCluster
 from testkit import PROJECT_DIR, PreviewMocks, render_program, resolve_output
+from testkit.component import ROOT_TYPE, render_component, stack_spec
 
 
 def test_the_readme_example_runs_as_written() -> None:
@@ -22,6 +29,40 @@ def test_the_readme_example_runs_as_written() -> None:
     tests = [f for name, f in scope.items() if name.startswith("test_")]
     assert len(tests) == 1
     tests[0]()
+
+
+def docstring_example(module: ModuleType) -> str:
+    """The indented block of a module docstring: the example it shows, as code."""
+    doc = module.__doc__ or ""
+    block = re.search(r"\n\n((?: {4}.*\n|\n)+)", doc)
+    assert block is not None, f"{module.__name__} shows no indented example"
+    return textwrap.dedent(block.group(1))
+
+
+@pytest.mark.parametrize("module", [testkit.render, testkit.component], ids=lambda m: m.__name__)
+def test_the_module_docstring_example_runs_as_written(module: ModuleType) -> None:
+    code = docstring_example(module)
+    assert "assert " in code, "an example that checks nothing cannot drift detectably"
+    exec(compile(code, f"{module.__name__} docstring", "exec"), {})
+
+
+def test_a_docstring_example_that_matches_nothing_fails() -> None:
+    code = docstring_example(testkit.render).replace('"banyan-gateway-"', '"api-gateway-"')
+    with pytest.raises(AssertionError):
+        exec(compile(code, "mutated example", "exec"), {})
+
+
+@pytest.mark.parametrize(("stack", "handle"), [("dev", "docker:index/network:Network"),
+                                              ("prod", "kubernetes:core/v1:Namespace")])
+def test_a_component_renders_under_one_root_with_the_platform_handles(stack: str, handle: str) -> None:
+    rendering, cluster = render_component(stack_spec(stack), lambda s: PostgresCluster(
+        "postgres", s.spec.postgres, passwords=s.secrets.postgres, target=s.target, opts=s.child))
+    (root,) = rendering.of_type(ROOT_TYPE)
+    (target,) = rendering.of_type(handle)
+    assert target.parent == root.urn
+    assert rendering.get("banyan:index:PlatformSecrets", "secrets").parent == root.urn
+    assert rendering.get("banyan:index:PostgresCluster", "postgres").parent == root.urn
+    assert cluster.port == 5432
 
 
 def test_resolve_output_gives_plain_values_and_refuses_unknowns() -> None:

@@ -13,10 +13,10 @@ from components.nginx import NginxLoadBalancer
 from components.nginx.component import TYPE
 from components.nginx.config import HEALTH_PATH, render_nginx_conf
 from components.nginx.docker import DOCKER_DNS
-from components.target import DockerTarget
 from model.spec import PlatformSpec
-from testkit import RecordedResource, Rendering, render_program
-from tests.helpers import shared_file, spec_for
+from testkit import RecordedResource, Rendering
+from testkit.component import Scaffold, render_component
+from tests.helpers import shared_file, spec_for, waited_on, waited_on_output
 
 CONTAINER = "docker:index/container:Container"
 UPSTREAMS = ("api-gateway-1", "api-gateway-2", "api-gateway-3")
@@ -24,21 +24,16 @@ PORT = 3003
 
 
 def render(spec: PlatformSpec) -> tuple[Rendering, dict[str, Any]]:
-    seen: dict[str, Any] = {}
-
-    def program() -> None:
-        root = pulumi.ComponentResource("banyan:index:Test", "root")
-        network = docker.Network("net", name="banyan", opts=pulumi.ResourceOptions(parent=root))
-        target = DockerTarget(spec=spec, network=network, parent=root, name="platform")
-        gateway = pulumi.ComponentResource("banyan:index:Gateway", "gw", opts=pulumi.ResourceOptions(parent=root))
+    def build(s: Scaffold) -> dict[str, Any]:
+        gateway = pulumi.ComponentResource("banyan:index:Gateway", "gw", opts=s.child)
         docker.Volume("gw-standin", opts=pulumi.ResourceOptions(parent=gateway))
         lb = NginxLoadBalancer(
-            "nginx", spec.nginx, upstreams=UPSTREAMS, upstream_port=PORT, target=target,
-            opts=pulumi.ResourceOptions(parent=root, depends_on=[gateway]),
+            "nginx", spec.nginx, upstreams=UPSTREAMS, upstream_port=PORT, target=s.target,
+            opts=pulumi.ResourceOptions(parent=s.root, depends_on=[gateway]),
         )
-        seen.update(public_url=lb.public_url, upstreams=lb.upstreams, wait_on=lb.wait_on)
+        return {"public_url": lb.public_url, "upstreams": lb.upstreams, "wait_on": waited_on(lb)}
 
-    return render_program(program, {}, project="banyan", stack="dev"), seen
+    return render_component(spec, build)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +54,8 @@ def test_one_container_named_after_the_instance(rendered: tuple[PlatformSpec, Re
     container = the_container(rendering)
     assert container.parent == component.urn
     assert container.name.startswith(component.name)
-    assert container.inputs["name"] == spec.nginx.instance_names[0] == "nginx"
+    assert container.inputs["hostname"] == spec.nginx.instance_names[0] == "nginx"
+    assert container.inputs["name"] == f"banyan-{spec.stack}-nginx", "scoped: stacks share a host"
     assert container.inputs["image"] == spec.nginx.image
 
 
@@ -102,7 +98,7 @@ def test_outputs_are_registered(rendered: tuple[PlatformSpec, Rendering, dict[st
     (component,) = rendering.of_type(TYPE)
     assert component.outputs["public_url"] == seen["public_url"]
     assert component.outputs["upstreams"] == list(UPSTREAMS) == seen["upstreams"]
-    assert len(component.outputs["wait_on"]) == len(seen["wait_on"]) == 1
+    assert len(waited_on_output(component)) == len(seen["wait_on"]) == 1
 
 
 def test_container_inputs_are_in_the_provider_schema(

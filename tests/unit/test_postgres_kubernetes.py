@@ -6,26 +6,23 @@ import glob
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pulumi
-import pulumi_kubernetes as k8s
 import pytest
 
 from components.postgres import OPERATOR_NAMESPACE, PostgresCluster
 from components.postgres import kubernetes as pgk
 from components.postgres.config import slot_wal_cap_mib
-from components.secrets import PlatformSecrets
-from components.target import KubernetesTarget
 from model.spec import PlatformSpec
 from model.tiers import TIERS
-from testkit import RecordedResource, Rendering, Secret, render_program, unwrap, walk_plain
+from testkit import RecordedResource, Rendering, Secret, unwrap, walk_plain
+from testkit.component import render_component
 from testkit.k8s_check import builtin_problems, crd_problems
-from tests.helpers import shared_file, spec_for
+from testkit.netns import traversable
+from tests.helpers import shared_file, spec_for, waited_on_output
 
 NAME = "platform-postgres"
 TYPE = "banyan:index:PostgresCluster"
@@ -65,14 +62,9 @@ IN_PLACE_FIELDS = ("spec.instances", "spec.resources.", "spec.storage.size", "sp
 
 
 def render(spec: PlatformSpec) -> Rendering:
-    def program() -> None:
-        secrets = PlatformSecrets("secrets")
-        namespace = k8s.core.v1.Namespace("namespace", metadata={"name": spec.kubernetes.namespace})
-        parent = pulumi.ComponentResource("test:index:Root", "root")
-        target = KubernetesTarget(spec=spec, namespace=namespace, parent=parent, name="platform")
-        PostgresCluster(NAME, spec.postgres, passwords=secrets.postgres, target=target)
-
-    return render_program(program, {}, project=spec.project, stack=spec.stack)
+    rendering, _ = render_component(spec, lambda s: PostgresCluster(
+        NAME, spec.postgres, passwords=s.secrets.postgres, target=s.target, opts=s.child))
+    return rendering
 
 
 @cache
@@ -237,7 +229,7 @@ def test_no_pooler_when_the_clients_fit_the_server() -> None:
     assert r.of_type(POOLER) == [] and r.of_type(PDB) == []
     outputs = only(r, TYPE).outputs
     assert outputs["primary_host"] == "postgres-rw"
-    assert len(outputs["wait_on"]) == 1
+    assert len(waited_on_output(only(r, TYPE))) == 1
 
 
 def test_the_pooler_rule() -> None:
@@ -259,7 +251,7 @@ def test_outputs(tier: str) -> None:
     assert outputs["primary_host"] == "postgres-pooler"
     assert outputs["replica_hosts"] == (["postgres-ro"] if spec.postgres.replicas else [])
     assert (outputs["port"], outputs["database"], outputs["user"]) == (5432, "banyan", "banyan")
-    assert len(outputs["wait_on"]) == 2
+    assert len(waited_on_output(only(r, TYPE))) == 2
 
 
 @pytest.mark.parametrize("tier", TIERS_)
@@ -363,7 +355,7 @@ def test_operand_image_refuses_what_it_cannot_map(image: str, version: int, mess
 
 
 @pytest.fixture(scope="module")
-def server_datadir() -> Iterator[tuple[list[str], Path]]:
+def server_datadir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str], Path]]:
     """An initdb'd data directory of the PostgreSQL installed here (Debian's), and how to run its binaries
     (as the postgres user when the tests run as root: the server refuses root)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
@@ -371,8 +363,8 @@ def server_datadir() -> Iterator[tuple[list[str], Path]]:
         pytest.skip("no PostgreSQL server installed (Debian package postgresql); parameter values unchecked")
     bindir = Path(found[-1]).parent
     prefix: list[str] = []
-    # Not under pytest's tmp directory: that one is private to root, and the server runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="banyan-pg-params-"))
+    # pytest's tmp directory is private to the user running the tests, and the server runs as postgres.
+    base = traversable(tmp_path_factory.mktemp("pg-params"))
     if os.geteuid() == 0:
         runuser = shutil.which("runuser")
         if runuser is None:

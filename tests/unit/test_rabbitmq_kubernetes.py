@@ -6,20 +6,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import pulumi
-import pulumi_kubernetes as k8s
 import pytest
 
 from components.rabbitmq import RabbitMQCluster
 from components.rabbitmq import kubernetes as rk
 from components.rabbitmq.component import TYPE
 from components.rabbitmq.config import render_operator_config, render_rabbitmq_conf
-from components.secrets import PlatformSecrets
 from components.target import KubernetesTarget
 from model.spec import PlatformSpec, RabbitMQSpec
-from testkit import RecordedResource, Rendering, Secret, mock_secret_value, render_program, unwrap, walk_plain
+from testkit import RecordedResource, Rendering, Secret, mock_secret_value, unwrap, walk_plain
+from testkit.component import Scaffold, render_component
 from testkit.k8s_check import builtin_problems, crd_problems
-from tests.helpers import shared_file, spec_for
+from tests.helpers import shared_file, spec_for, waited_on, waited_on_output
 
 CLUSTER = "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -30,21 +28,13 @@ TIERS = ("small", "medium", "large")
 
 
 def render(spec: PlatformSpec) -> tuple[Rendering, dict[str, Any]]:
-    seen: dict[str, Any] = {}
+    def build(s: Scaffold) -> dict[str, Any]:
+        cluster = RabbitMQCluster("platform-rabbitmq", spec.rabbitmq, credentials=s.secrets.rabbitmq, target=s.target,
+                                  opts=s.child)
+        return {"hosts": cluster.hosts, "port": cluster.port, "management_port": cluster.management_port,
+                "management_url": cluster.management_url, "wait_on": waited_on(cluster)}
 
-    def program() -> None:
-        root = pulumi.ComponentResource("banyan:index:Test", "root")
-        child = pulumi.ResourceOptions(parent=root)
-        secrets = PlatformSecrets("secrets", opts=child)
-        namespace = k8s.core.v1.Namespace(
-            "ns", metadata=k8s.meta.v1.ObjectMetaArgs(name=spec.kubernetes.namespace), opts=child)
-        target = KubernetesTarget(spec=spec, namespace=namespace, parent=root, name="platform")
-        cluster = RabbitMQCluster("platform-rabbitmq", spec.rabbitmq, credentials=secrets.rabbitmq, target=target,
-                                  opts=child)
-        seen.update(hosts=cluster.hosts, port=cluster.port, management_port=cluster.management_port,
-                    management_url=cluster.management_url, wait_on=cluster.wait_on)
-
-    return render_program(program, {}, project="banyan", stack="prod"), seen
+    return render_component(spec, build)
 
 
 @cache
@@ -340,6 +330,6 @@ def test_outputs_name_the_client_service() -> None:
     assert seen["port"] == component.outputs["port"] == 5672
     assert seen["management_port"] == component.outputs["management_port"] == 15672
     assert seen["management_url"] is None and component.outputs.get("management_url") is None
-    assert len(seen["wait_on"]) == len(component.outputs["wait_on"]) == 1
+    assert len(seen["wait_on"]) == len(waited_on_output(component)) == 1
     for child in rendering.children(component):
         assert child.name.startswith("platform-rabbitmq-")

@@ -7,7 +7,6 @@ from functools import cache
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pytest
 
 from components.redis import RedisCluster
@@ -23,8 +22,6 @@ from components.redis.config import (
     render_start_script,
 )
 from components.redis.kubernetes import CREATE_KEY, NODES_ANNOTATION, START_KEY, probe_commands
-from components.secrets import PlatformSecrets
-from components.target import KubernetesTarget
 from model.spec import PlatformSpec, RedisSpec
 from model.tiers import TIERS
 from testkit import (
@@ -33,12 +30,12 @@ from testkit import (
     Rendering,
     Secret,
     mock_secret_value,
-    render_program,
     unwrap,
     walk_plain,
 )
+from testkit.component import Scaffold, render_component
 from testkit.k8s_check import KUBERNETES_VERSION, builtin_problems
-from tests.helpers import spec_for
+from tests.helpers import spec_for, waited_on, waited_on_output
 
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 JOB = "kubernetes:batch/v1:Job"
@@ -58,19 +55,11 @@ CREATE_SELECTOR = {"app.kubernetes.io/name": "redis-cluster-create", "app.kubern
 
 
 def render(spec: PlatformSpec, mocks: pulumi.runtime.Mocks | None = None) -> tuple[Rendering, dict[str, Any]]:
-    seen: dict[str, Any] = {}
+    def build(s: Scaffold) -> dict[str, Any]:
+        redis = RedisCluster("platform-redis", spec.redis, credentials=s.secrets.redis, target=s.target, opts=s.child)
+        return {"hosts": redis.hosts, "port": redis.port, "mode": redis.mode, "wait_on": len(waited_on(redis))}
 
-    def program() -> None:
-        root = pulumi.ComponentResource("banyan:index:Test", "root")
-        child = pulumi.ResourceOptions(parent=root)
-        secrets = PlatformSecrets("secrets", opts=child)
-        namespace = k8s.core.v1.Namespace(
-            "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=spec.kubernetes.namespace), opts=child)
-        target = KubernetesTarget(spec=spec, namespace=namespace, parent=root, name="platform")
-        redis = RedisCluster("platform-redis", spec.redis, credentials=secrets.redis, target=target, opts=child)
-        seen.update(hosts=redis.hosts, port=redis.port, mode=redis.mode, wait_on=len(redis.wait_on))
-
-    return render_program(program, {}, project="banyan", stack="prod", mocks=mocks), seen
+    return render_component(spec, build, mocks=mocks)
 
 
 @cache
@@ -415,7 +404,7 @@ def test_outputs_are_registered() -> None:
     (component,) = rendering.of_type(TYPE)
     assert component.outputs["hosts"] == [f"redis-node-{i}.redis-node" for i in range(6)]
     assert component.outputs["port"] == 6379 and component.outputs["mode"] == "cluster"
-    assert [c["urn"] for c in component.outputs["wait_on"]] == [one(rendering, STATEFULSET).urn,
+    assert [c["urn"] for c in waited_on_output(component)] == [one(rendering, STATEFULSET).urn,
                                                                     one(rendering, JOB).urn]
     assert component.outputs["ready"] is True
     for r in objects(rendering):
