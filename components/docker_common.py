@@ -9,6 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.target import DockerTarget
+from model.readback import docker_cpus, go_duration
 from model.spec import ResourceSpec
 
 # Docker weighs CPU reservations as shares, 1024 per CPU.
@@ -20,16 +21,17 @@ class Health:
     """A Docker health check; `pulumi up` waits for it (wait=True), which orders start-up by health."""
 
     test: tuple[str, ...]
-    interval: str = "5s"
-    timeout: str = "3s"
+    interval_s: int = 5
+    timeout_s: int = 3
     retries: int = 6
-    start_period: str = "20s"
+    start_period_s: int = 20
 
     @classmethod
-    def http(cls, port: int, path: str, **kwargs: str | int) -> Health:
+    def http(cls, port: int, path: str, **kwargs: int) -> Health:
         # busybox wget ships in every Alpine-based image; it exits non-zero on a non-2xx answer.
         url = f"http://127.0.0.1:{port}{path}"
-        return cls(("CMD", "wget", "-q", "-T", "2", "-O", "/dev/null", url), **kwargs)  # type: ignore[arg-type]
+        return cls(("CMD", "wget", "-q", "-T", "2", "-O", "/dev/null", url), **kwargs)
+
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,6 @@ class Published:
     internal: int
     external: int
     ip: str = "127.0.0.1"
-
-
-def cpus(millis: int) -> str:
-    return f"{millis / 1000:g}"
 
 
 def cpu_shares(millis: int) -> int:
@@ -118,7 +116,9 @@ def container(
     pulled = target.image(image)
     return docker.Container(
         name,
-        name=instance,
+        # Container names are global on a host: scoped like the volumes, so stacks share a host. The host name
+        # and network alias stay the instance name that Nginx upstreams and cluster peers use.
+        name=target.container_name(instance),
         hostname=instance,
         image=image,
         command=list(command) if command is not None else None,
@@ -126,15 +126,18 @@ def container(
         envs=env_list(env) if env else None,
         restart=restart,
         memory=resources.limits.memory_mib,
+        # Swap equal to the limit: no swap. Docker would otherwise keep swap at twice the old limit, and an
+        # in-place raise of the limit past that fails ("Memory limit should be smaller than memoryswap").
+        memory_swap=resources.limits.memory_mib,
         memory_reservation=resources.requests.memory_mib,
-        cpus=cpus(resources.limits.cpu_millis),
+        cpus=docker_cpus(resources.limits.cpu_millis),
         cpu_shares=cpu_shares(resources.requests.cpu_millis),
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=list(health.test),
-            interval=health.interval,
-            timeout=health.timeout,
+            interval=go_duration(health.interval_s),
+            timeout=go_duration(health.timeout_s),
             retries=health.retries,
-            start_period=health.start_period,
+            start_period=go_duration(health.start_period_s),
         ),
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=target.network_name, aliases=[instance])],
         uploads=[
@@ -165,5 +168,10 @@ def container(
         remove_volumes=False if stateful else None,
         # The data lives in named volumes (retained, protected); the container itself is disposable.
         # Its name is fixed, so a replacement must remove the old container before creating the new.
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[pulled, *depends_on], delete_before_replace=True),
+        opts=pulumi.ResourceOptions(
+            parent=parent, depends_on=[pulled, *depends_on], delete_before_replace=True,
+            # Docker cannot change a container's health check, and the provider would update it in place
+            # without effect: a changed check replaces the container, so it reaches the running part.
+            replace_on_changes=["healthcheck"],
+        ),
     )

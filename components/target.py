@@ -31,9 +31,13 @@ class DockerTarget:
     def labels(self) -> Mapping[str, str]:
         return {"banyan.project": self.spec.project, "banyan.stack": self.spec.stack}
 
+    def container_name(self, instance: str) -> str:
+        """Container names are global on a host, and stacks share hosts: project and stack are part of it."""
+        return f"{self.spec.project}-{self.spec.stack}-{instance}"
+
     def volume_name(self, instance: str) -> str:
         """Volumes outlive containers and stacks can share a host: the stack is part of the name."""
-        return f"{self.spec.project}-{self.spec.stack}-{instance}-data"
+        return f"{self.container_name(instance)}-data"
 
     def image(self, ref: str) -> docker.RemoteImage:
         """One pull per distinct pinned image, shared by every container that runs it."""

@@ -39,6 +39,7 @@ from model.config import (
 from model.contract import RESERVED as RESERVED_ENV
 from model.errors import ConfigProblem
 from model.images import parse_image
+from model.readback import docker_cpus, docker_cpus_round_trip, nearest_round_trip_cpus
 from model.spec import (
     AutoscalingSpec,
     BudgetLine,
@@ -224,6 +225,11 @@ class _Resolver:
             cpu_millis=_pick(override.requests.cpu_millis, min(base.requests.cpu_millis, limits.cpu_millis)),
             memory_mib=_pick(override.requests.memory_mib, min(base.requests.memory_mib, limits.memory_mib)),
         )
+        if self.config.target == "docker" and not docker_cpus_round_trip(limits.cpu_millis):
+            near = " or ".join(str(m) for m in nearest_round_trip_cpus(limits.cpu_millis))
+            self.problem(f"{key}.resources.limits.cpu_millis", limits.cpu_millis,
+                         f"Docker would report this limit back as {docker_cpus(limits.cpu_millis)} CPUs, so every "
+                         f"`pulumi up` would replace the container; allowed: a limit that round-trips, such as {near}")
         for field in ("cpu_millis", "memory_mib"):
             req, lim = getattr(requests, field), getattr(limits, field)
             if req > lim:

@@ -23,6 +23,7 @@ from components.redis.config import (
 from components.seam import Built
 from components.secrets import RedisCredentials
 from components.target import DockerTarget
+from model.readback import docker_cpus
 from model.spec import RedisSpec
 
 PART = "redis"
@@ -34,7 +35,7 @@ STOP_TIMEOUT_S = 15
 CREATE_TIMEOUT = "10m"
 # sh and redis-cli: a few MiB.
 CREATE_MEMORY_MIB = 64
-CREATE_CPUS = "0.5"
+CREATE_CPUS = docker_cpus(500)
 LOG_TAIL_LINES = 30
 
 
@@ -109,7 +110,7 @@ def _create_step(
     }
     return docker.Container(
         f"{name}-create",
-        name=instance,
+        name=target.container_name(instance),
         hostname=instance,
         image=spec.image,
         entrypoints=["/bin/sh", CREATE_PATH],

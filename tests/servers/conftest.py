@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from testkit import RecordedResource, Rendering, netns, render_stack, unwrap
+from testkit import RecordedResource, Rendering, netns, render_stack
+from tests.helpers import uploads
 
 REPORT: list[str] = []
 
@@ -116,18 +117,9 @@ def rendered(tier: str) -> Rendering:
 
 def container(r: Rendering, name: str) -> RecordedResource:
     for c in r.of_type("docker:index/container:Container"):
-        if c.plain_inputs["name"] == name:
+        if c.plain_inputs["hostname"] == name:
             return c
     raise KeyError(name)
-
-
-def uploads(c: RecordedResource) -> dict[str, tuple[str, bool]]:
-    """Every shipped file: path -> (exact content, executable)."""
-    return {u["file"]: (u["content"], bool(u.get("executable"))) for u in unwrap(c.inputs).get("uploads") or []}
-
-
-def env(c: RecordedResource) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in unwrap(c.inputs).get("envs") or [])
 
 
 def install_uploads(host: netns.Host, c: RecordedResource) -> None:
@@ -137,13 +129,8 @@ def install_uploads(host: netns.Host, c: RecordedResource) -> None:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A root-traversable scratch dir (servers run as their own users)."""
-    tmp_path.chmod(0o755)
-    for parent in tmp_path.parents:
-        if parent == Path("/tmp"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o055)
-    return tmp_path
+    """A scratch dir the servers' own users can traverse (they do not run as root)."""
+    return netns.traversable(tmp_path)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -30,16 +30,15 @@ import pytest
 from components.nginx.config import HEALTH_PATH, RESOLVE_SINCE
 from testkit import unwrap
 from testkit.netns import Host, Network, wait_until
+from tests.helpers import env_of, uploads
 from tests.servers.conftest import (
     container,
-    env,
     install_uploads,
     rendered,
     report,
     require_binary,
     require_netns,
     server_versions,
-    uploads,
 )
 
 pytestmark = pytest.mark.servers
@@ -343,12 +342,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     conf = shipped[CONF_PATH][0]
     listen_port = int(unwrap(lb.inputs)["ports"][0]["internal"])
     gateway_names = sorted(
-        (c.plain_inputs["name"] for c in rendering.of_type("docker:index/container:Container")
-         if re.fullmatch(r"api-gateway-\d+", c.plain_inputs["name"])),
+        (c.plain_inputs["hostname"] for c in rendering.of_type("docker:index/container:Container")
+         if re.fullmatch(r"api-gateway-\d+", c.plain_inputs["hostname"])),
         key=lambda n: int(n.rsplit("-", 1)[1]),
     )
     assert len(gateway_names) == GATEWAYS, gateway_names
-    ports = {int(env(container(rendering, n))["PORT"]) for n in gateway_names}
+    ports = {int(env_of(container(rendering, n))["PORT"]) for n in gateway_names}
     assert len(ports) == 1, ports
     gateway_port = ports.pop()
 

@@ -12,7 +12,7 @@ import pytest
 from model.tiers import TIERS
 from testkit import RecordedResource, Rendering, mock_secret_value, render_stack, unwrap, walk_plain
 from testkit.schema_check import input_problems, load_schema
-from tests.helpers import shared_file
+from tests.helpers import env_of, shared_file, uploads
 
 TIERS_ = ("small", "medium", "large")
 CONTAINER = "docker:index/container:Container"
@@ -27,20 +27,12 @@ def rendered(tier: str) -> Rendering:
 
 
 def containers(r: Rendering) -> dict[str, RecordedResource]:
-    return {c.plain_inputs["name"]: c for c in r.of_type(CONTAINER)}
+    return {c.plain_inputs["hostname"]: c for c in r.of_type(CONTAINER)}
 
 
 def long_running(r: Rendering) -> dict[str, RecordedResource]:
     """Containers that stay up (a one-shot setup step runs once and exits)."""
     return {n: c for n, c in containers(r).items() if c.plain_inputs.get("mustRun") is not False}
-
-
-def uploads(c: RecordedResource) -> dict[str, str]:
-    return {u["file"]: u["content"] for u in c.plain_inputs.get("uploads") or []}
-
-
-def env_of(c: RecordedResource) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in c.plain_inputs.get("envs") or [])
 
 
 @pytest.mark.parametrize("tier", TIERS_)
@@ -92,7 +84,7 @@ def referenced_hosts(r: Rendering) -> set[str]:
     """Host names the env vars and the shipped config files point at."""
     hosts: set[str] = set()
     for c in containers(r).values():
-        texts = list(env_of(c).values()) + list(uploads(c).values())
+        texts = list(env_of(c).values()) + [u.content for u in uploads(c).values()]
         for text in texts:
             hosts.update(_URL_HOST.findall(text))
             hosts.update(h for h, _ in _HOST_PORT.findall(text))
@@ -116,7 +108,7 @@ def test_every_referenced_host_is_a_container_on_the_platform_network(tier: str)
 @pytest.mark.parametrize("tier", TIERS_)
 def test_nginx_upstream_is_exactly_the_gateway_containers(tier: str) -> None:
     r = rendered(tier)
-    conf = uploads(containers(r)["nginx"])["/etc/nginx/nginx.conf"]
+    conf = uploads(containers(r)["nginx"])["/etc/nginx/nginx.conf"].content
     upstream = re.search(r"upstream\s+\S+\s*\{(.*?)\}", conf, re.S)
     assert upstream is not None
     servers = re.findall(r"^\s*server\s+([a-z0-9-]+):(\d+)", upstream.group(1), re.M)
@@ -165,10 +157,10 @@ def test_changing_the_tier_keeps_every_volume_and_stateful_name(before: str, aft
     assert "banyan-postgres-primary-data" in shared
     for name in shared:
         assert vols_a[name] == vols_b[name], f"volume {name} would be replaced"
-    stateful_a = {c.name: c.plain_inputs["name"] for c in a.of_type(CONTAINER)
-                  if c.plain_inputs["name"].startswith(STATEFUL_PREFIXES)}
-    stateful_b = {c.name: c.plain_inputs["name"] for c in b.of_type(CONTAINER)
-                  if c.plain_inputs["name"].startswith(STATEFUL_PREFIXES)}
+    stateful_a = {c.name: c.plain_inputs["hostname"] for c in a.of_type(CONTAINER)
+                  if c.plain_inputs["hostname"].startswith(STATEFUL_PREFIXES)}
+    stateful_b = {c.name: c.plain_inputs["hostname"] for c in b.of_type(CONTAINER)
+                  if c.plain_inputs["hostname"].startswith(STATEFUL_PREFIXES)}
     for logical in stateful_a.keys() & stateful_b.keys():
         assert stateful_a[logical] == stateful_b[logical]
         mounts_a = containers(a)[stateful_a[logical]].plain_inputs.get("volumes")

@@ -6,7 +6,6 @@ from functools import cache
 from typing import Any
 
 import pulumi
-import pulumi_docker as docker
 import pytest
 
 from components.redis import RedisCluster
@@ -21,20 +20,11 @@ from components.redis.config import (
     render_redis_conf,
     render_start_script,
 )
-from components.secrets import PlatformSecrets
-from components.target import DockerTarget
 from model.spec import PlatformSpec
-from testkit import (
-    BanyanMocks,
-    RecordedResource,
-    Rendering,
-    Secret,
-    mock_secret_value,
-    render_program,
-    walk_plain,
-)
+from testkit import BanyanMocks, RecordedResource, Rendering, mock_secret_value, walk_plain
+from testkit.component import Scaffold, render_component
 from testkit.schema_check import input_problems, load_schema
-from tests.helpers import shared_file, spec_for
+from tests.helpers import env_of, shared_file, spec_for, uploads, waited_on, waited_on_output
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
@@ -42,18 +32,11 @@ PASSWORD = mock_secret_value("secrets-redis")
 
 
 def render(spec: PlatformSpec, mocks: pulumi.runtime.Mocks | None = None) -> tuple[Rendering, dict[str, Any]]:
-    seen: dict[str, Any] = {}
+    def build(s: Scaffold) -> dict[str, Any]:
+        redis = RedisCluster("platform-redis", spec.redis, credentials=s.secrets.redis, target=s.target, opts=s.child)
+        return {"hosts": redis.hosts, "port": redis.port, "mode": redis.mode, "wait_on": waited_on(redis)}
 
-    def program() -> None:
-        root = pulumi.ComponentResource("banyan:index:Test", "root")
-        child = pulumi.ResourceOptions(parent=root)
-        secrets = PlatformSecrets("secrets", opts=child)
-        network = docker.Network("net", name="banyan", opts=child)
-        target = DockerTarget(spec=spec, network=network, parent=root, name="platform")
-        redis = RedisCluster("platform-redis", spec.redis, credentials=secrets.redis, target=target, opts=child)
-        seen.update(hosts=redis.hosts, port=redis.port, mode=redis.mode, wait_on=redis.wait_on)
-
-    return render_program(program, {}, project="banyan", stack="dev", mocks=mocks), seen
+    return render_component(spec, build, mocks=mocks)
 
 
 @cache
@@ -65,17 +48,11 @@ def rendered(tier: str = "large") -> tuple[PlatformSpec, Rendering, dict[str, An
 
 def nodes(rendering: Rendering) -> list[RecordedResource]:
     return sorted((c for c in rendering.of_type(CONTAINER) if c.name.startswith("platform-redis-node-")),
-                  key=lambda c: c.inputs["name"])
+                  key=lambda c: c.inputs["hostname"])
 
 
 def create_step(rendering: Rendering) -> RecordedResource:
     return rendering.get(CONTAINER, "platform-redis-create")
-
-
-def env_of(c: RecordedResource) -> dict[str, str]:
-    envs = c.inputs["envs"]
-    assert isinstance(envs, Secret), "the env list carries the password"
-    return dict(e.split("=", 1) for e in envs.value)
 
 
 @pytest.mark.parametrize("tier", ["small", "medium", "large"])
@@ -83,18 +60,18 @@ def test_one_container_and_volume_per_node(tier: str) -> None:
     spec, rendering, seen = rendered(tier)
     (component,) = rendering.of_type(TYPE)
     containers = nodes(rendering)
-    assert [c.inputs["name"] for c in containers] == list(spec.redis.instance_names) == seen["hosts"]
+    assert [c.inputs["hostname"] for c in containers] == list(spec.redis.instance_names) == seen["hosts"]
     volumes = {v.inputs["name"]: v for v in rendering.of_type(VOLUME)}
     assert len(volumes) == spec.redis.nodes
     for i, c in enumerate(containers, 1):
         assert c.parent == component.urn
-        assert c.inputs["hostname"] == c.inputs["name"]
+        assert c.inputs["name"] == f"banyan-{spec.stack}-{c.inputs['hostname']}"
         assert c.inputs["image"] == spec.redis.image
         (mount,) = c.inputs["volumes"]
         assert mount["containerPath"] == DATA_DIR
         volume = volumes[mount["volumeName"]]
         assert volume.name == f"platform-redis-node-{i}-data"
-        assert mount["volumeName"] == f"banyan-dev-{c.inputs['name']}-data"
+        assert mount["volumeName"] == f"{c.inputs['name']}-data"
         assert volume.retain_on_delete and volume.urn in c.depends_on
         assert c.inputs["removeVolumes"] is False
 
@@ -103,8 +80,8 @@ def test_one_container_and_volume_per_node(tier: str) -> None:
 def test_nodes_ship_the_rendered_files(tier: str) -> None:
     spec, rendering, _ = rendered(tier)
     for c in nodes(rendering):
-        uploads = {u["file"]: u["content"] for u in c.inputs["uploads"]}
-        assert uploads == {CONF_PATH: render_redis_conf(spec.redis, c.inputs["name"]),
+        shipped = {path: u.content for path, u in uploads(c).items()}
+        assert shipped == {CONF_PATH: render_redis_conf(spec.redis, c.inputs["hostname"]),
                            START_PATH: render_start_script(spec.redis)}
         assert c.inputs["entrypoints"] == ["/bin/sh", START_PATH]
         assert c.inputs["healthcheck"]["tests"] == list(health_test(spec.redis))
@@ -113,7 +90,7 @@ def test_nodes_ship_the_rendered_files(tier: str) -> None:
 def test_password_travels_only_as_a_secret() -> None:
     _, rendering, _ = rendered()
     for c in [*nodes(rendering), create_step(rendering)]:
-        env = env_of(c)
+        env = env_of(c, secret=True)
         assert env["REDISCLI_AUTH"] == PASSWORD
         if c.name != "platform-redis-create":
             assert env["REDIS_PASSWORD"] == PASSWORD
@@ -134,7 +111,8 @@ def test_the_creation_step_runs_once_after_every_node_is_healthy(tier: str) -> N
     step = create_step(rendering)
     (component,) = rendering.of_type(TYPE)
     assert step.parent == component.urn
-    assert step.inputs["name"] == "redis-cluster-create"
+    assert step.inputs["hostname"] == "redis-cluster-create"
+    assert step.inputs["name"] == f"banyan-{spec.stack}-redis-cluster-create"
     # attach: the provider waits for the exit; must_run False: an exited container is the success case.
     assert step.inputs["attach"] is True and step.inputs["mustRun"] is False and step.inputs["logs"] is True
     assert step.inputs["restart"] == "no"
@@ -155,7 +133,7 @@ def test_outputs_are_registered() -> None:
     assert component.outputs["hosts"] == seen["hosts"] == list(spec.redis.instance_names)
     assert component.outputs["port"] == seen["port"] == spec.redis.port
     assert component.outputs["mode"] == seen["mode"] == "cluster"
-    assert len(component.outputs["wait_on"]) == spec.redis.nodes + 1
+    assert len(waited_on_output(component)) == spec.redis.nodes + 1
     assert component.outputs["ready"] is True
 
 
