@@ -56,10 +56,15 @@ class BanyanPlatform(pulumi.ComponentResource):
             redis_hosts=tuple(self.redis.hosts),
             redis_port=self.redis.port,
         )
+        mq = self.secrets.rabbitmq
+        # Docker: the applications' own user (its vhost, no management tags). Kubernetes: the operator's
+        # default user until the Messaging Topology Operator's User and Permission are in place (issue 14).
+        mq_user, mq_password = ((mq.app_user, mq.app_password) if isinstance(target, DockerTarget)
+                                else (mq.admin_user, mq.admin_password))
         self.credentials = creds = Credentials(
             postgres_app_password=self.secrets.postgres.app,
-            rabbitmq_user=self.secrets.rabbitmq.admin_user,
-            rabbitmq_password=self.secrets.rabbitmq.admin_password,
+            rabbitmq_user=mq_user,
+            rabbitmq_password=mq_password,
             redis_password=self.secrets.redis.password,
         )
         # Docker: apps start once the data tier is healthy (containers wait on their health checks).

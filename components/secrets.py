@@ -19,8 +19,12 @@ class PostgresPasswords:
 
 @dataclass(frozen=True)
 class RabbitMQCredentials:
+    """The administrator is for operators (management UI, CLI); the applications log in as `app_user`."""
+
     admin_user: str
     admin_password: pulumi.Output[str]
+    app_user: str
+    app_password: pulumi.Output[str]
     erlang_cookie: pulumi.Output[str]
 
 
@@ -57,6 +61,8 @@ class PlatformSecrets(pulumi.ComponentResource):
         self.rabbitmq = RabbitMQCredentials(
             admin_user="banyan-admin",
             admin_password=password("rabbitmq-admin"),
+            app_user="banyan-app",
+            app_password=password("rabbitmq-app"),
             # The Erlang cookie lets nodes (and the CLI tools) join the cluster: as sensitive as a root password.
             erlang_cookie=password("rabbitmq-erlang-cookie", length=48),
         )

@@ -3,10 +3,10 @@
 from components.postgres.component import PostgresCluster
 from components.postgres.config import (
     health_command,
+    render_entrypoint,
     render_pg_hba_conf,
     render_postgresql_conf,
-    render_primary_init_script,
-    render_replica_entrypoint,
+    render_reconcile_sql,
 )
 from components.postgres.kubernetes import OPERATOR_NAMESPACE
 
@@ -14,8 +14,8 @@ __all__ = [
     "OPERATOR_NAMESPACE",
     "PostgresCluster",
     "health_command",
+    "render_entrypoint",
     "render_pg_hba_conf",
     "render_postgresql_conf",
-    "render_primary_init_script",
-    "render_replica_entrypoint",
+    "render_reconcile_sql",
 ]

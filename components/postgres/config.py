@@ -1,4 +1,13 @@
-"""PostgreSQL files rendered from the spec: server config, client authentication, primary init and replica seeding."""
+"""PostgreSQL files rendered from the spec: server config, client authentication, and the entrypoint that owns
+every start (first init, credentials and slots reconciled, replica seeding) with nothing but the server's binaries.
+
+Why our own entrypoint rather than the official image's: the image creates roles only on an empty data
+directory, so a retained volume under new passwords (destroy then up, a replaced password resource) keeps
+the old ones, and an interrupted first init leaves a data directory it never completes. Ours initialises
+atomically (initdb into a staging directory, renamed into place when done) and reconciles the roles, their
+passwords, the database and the replicas' slots at every start, before the server listens on TCP. It needs
+only `initdb`, `pg_ctl`, `postgres` and `psql` (on PATH, or Debian's /usr/lib/postgresql/<major>/bin), so the
+official images, their mirrors and images built from Debian's packages all run the same code."""
 
 from __future__ import annotations
 
@@ -10,17 +19,15 @@ from model.spec import PostgresSpec
 
 # Oldest major version these renderers know every emitted setting for (max_slot_wal_keep_size is 13+).
 MIN_VERSION = 13
-# The official image's superuser (POSTGRES_USER's default); it is reachable over the unix socket only.
+# The bootstrap superuser (initdb --username), named like the OS user that owns the server; it is reachable
+# over the unix socket only.
 SUPERUSER = "postgres"
 
 CONFIG_DIR = "/etc/postgresql"
 CONF_PATH = f"{CONFIG_DIR}/postgresql.conf"
 HBA_PATH = f"{CONFIG_DIR}/pg_hba.conf"
-# The image runs *.sh here once, on an empty data directory, against a socket-only temporary server.
-INIT_PATH = "/docker-entrypoint-initdb.d/10-banyan-roles.sh"
-REPLICA_ENTRYPOINT_PATH = "/usr/local/bin/banyan-replica-entrypoint.sh"
-# The image's own entrypoint, on PATH in every official postgres image.
-IMAGE_ENTRYPOINT = "docker-entrypoint.sh"
+# One entrypoint for the primary and each replica (each instance gets its own rendering).
+ENTRYPOINT_PATH = "/usr/local/bin/banyan-postgres-entrypoint.sh"
 # The image's (and Debian's) compiled-in socket directory, writable by the postgres user.
 SOCKET_DIR = "/var/run/postgresql"
 # Outside the data directory: written from the environment on every start, never copied by a base backup.
@@ -28,6 +35,9 @@ REPLICATION_PASSFILE = f"{SOCKET_DIR}/.replication.pgpass"
 
 APP_PASSWORD_ENV = "POSTGRES_APP_PASSWORD"
 REPLICATION_PASSWORD_ENV = "POSTGRES_REPLICATION_PASSWORD"
+
+# The temporary, socket-only server that reconciliation runs against: how long pg_ctl waits for it.
+TEMP_SERVER_TIMEOUT_S = 120
 
 # A replica waits for the primary at most this long (attempts x (probe timeout + pause)), then exits
 # non-zero so Docker's restart policy tries again: a bounded loop, never an open-ended hang.
@@ -177,108 +187,199 @@ def render_pg_hba_conf(spec: PostgresSpec) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_primary_init_script(spec: PostgresSpec) -> str:
-    """Roles, the application database and the replicas' slots, created once on the empty primary.
+def render_reconcile_sql(spec: PostgresSpec) -> str:
+    """What the primary must hold, made true at every start (idempotent): the application role and the
+    replication role with the passwords of this deployment, the application database, one physical slot per
+    replica (reserved at once), and no inactive slot left by a replica that the spec no longer has.
 
-    Passwords come from the environment into psql variables (psql runs the backquoted command with its
-    own environment), so they appear in no file, no command line, and, with log_statement 'none' and
+    Passwords come from the environment into psql variables (psql runs the backquoted command with its own
+    environment), so they appear in no file, no command line, and, with log_statement 'none' and
     log_min_error_statement raised for this session, in no server log either.
     """
     _check_roles(spec)
+    app, repl, db = _literal(spec.user), _literal(spec.replication_user), _literal(spec.database)
+    wanted = [slot_name(r) for r in spec.replica_names]
+    # Our slots are named after the replicas (postgres_replica_<n>); a user's own slots are never touched.
+    ours = "^" + re.escape(slot_name(f"{spec.name}-replica-")) + "[0-9]+$"
+    keep = "ARRAY[" + ", ".join(_literal(w) for w in wanted) + "]::text[]" if wanted else "ARRAY[]::text[]"
     slots = "\n".join(
         # Reserved at once (second argument): the slot holds WAL from now on, not only from its first use,
         # so a checkpoint during another replica's seed cannot recycle segments this one still streams.
-        f"SELECT pg_create_physical_replication_slot({_literal(slot_name(r))}, true);" for r in spec.replica_names
+        f"SELECT pg_create_physical_replication_slot({_literal(w)}, true) "
+        f"WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = {_literal(w)});"
+        for w in wanted
     )
-    return f"""#!/bin/sh
-# Creates the application role and database, the replication role and one physical replication slot
-# per replica. Run once by the image's entrypoint on an empty data directory.
-# The upload is root-owned (mode 0744), so the entrypoint, running as postgres, sources this file
-# instead of running it: everything happens in a subshell that cannot change the entrypoint's shell.
-(
-set -eu
-: "${{{APP_PASSWORD_ENV}:?must hold the password of the application role}}"
-: "${{{REPLICATION_PASSWORD_ENV}:?must hold the password of the replication role}}"
-psql -v ON_ERROR_STOP=1 --no-psqlrc --no-password --username {SUPERUSER} --dbname postgres <<'SQL'
-SET log_min_error_statement = 'panic';
+    return f"""SET log_min_error_statement = 'panic';
 \\set app_password `printf '%s' "${APP_PASSWORD_ENV}"`
 \\set replication_password `printf '%s' "${REPLICATION_PASSWORD_ENV}"`
-CREATE ROLE {_ident(spec.user)} WITH LOGIN PASSWORD :'app_password';
-CREATE ROLE {_ident(spec.replication_user)} WITH REPLICATION LOGIN PASSWORD :'replication_password';
+SELECT format('CREATE ROLE %I', {app}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {app})
+\\gexec
+ALTER ROLE {_ident(spec.user)} WITH LOGIN NOSUPERUSER NOREPLICATION PASSWORD :'app_password';
+SELECT format('CREATE ROLE %I', {repl}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {repl})
+\\gexec
+ALTER ROLE {_ident(spec.replication_user)} WITH LOGIN NOSUPERUSER REPLICATION PASSWORD :'replication_password';
 \\unset app_password
 \\unset replication_password
-CREATE DATABASE {_ident(spec.database)} OWNER {_ident(spec.user)};
+SELECT format('CREATE DATABASE %I OWNER %I', {db}, {app})
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {db})
+\\gexec
 {slots}
-SQL
-)
+SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+  WHERE slot_name ~ {_literal(ours)} AND NOT active AND slot_name <> ALL({keep});
 """
 
 
-def render_replica_entrypoint(spec: PostgresSpec, replica: int) -> str:
-    """The entrypoint of replica `replica` (1-based): seed once, then start like any official image.
+def _shell_values(values: dict[str, str]) -> str:
+    return "\n".join(f"{key}={shlex.quote(value)}" for key, value in values.items())
+
+
+def render_entrypoint(spec: PostgresSpec, replica: int | None = None) -> str:
+    """The entrypoint of the primary (replica=None) or of replica `replica` (1-based).
+
+    Primary: on a data directory without PG_VERSION, initdb into a staging directory and rename it into
+    place; then, at every start, a socket-only temporary server, the reconciliation SQL, a fast stop, and
+    the server itself. Replica: on an empty data directory, wait for the primary and seed from it with
+    pg_basebackup through its own slot (also renamed into place when complete), then start as a hot standby.
 
     The standby's password stays out of the data directory: `pg_basebackup -R` writes into
-    postgresql.auto.conf every connection option libpq used, a password too when it came from
-    PGPASSWORD. Here the password comes from a passfile instead, so primary_conninfo holds only the
-    passfile's path; the file is rewritten from the environment on every start, which also makes a
-    rotated password (a recreated container with new env) take effect without touching the volume.
+    postgresql.auto.conf every connection option libpq used, a password too when it came from PGPASSWORD.
+    Here the password comes from a passfile instead, so primary_conninfo holds only the passfile's path; the
+    file is rewritten from the environment on every start, so a rotated password takes effect at once.
     """
     _check_roles(spec)
     instance = instance_name(spec, replica)
-    conninfo = " ".join(
-        f"{key}={value}"
-        for key, value in (
-            ("host", spec.primary_name),
-            ("port", str(spec.port)),
-            ("user", spec.replication_user),
-            ("passfile", REPLICATION_PASSFILE),
-            ("application_name", instance),
+    values = {"role": "primary" if replica is None else "replica", "instance": instance,
+              "version": str(spec.version), "superuser": SUPERUSER, "socket_dir": SOCKET_DIR}
+    if replica is not None:
+        conninfo = " ".join(
+            f"{key}={value}"
+            for key, value in (
+                ("host", spec.primary_name),
+                ("port", str(spec.port)),
+                ("user", spec.replication_user),
+                ("passfile", REPLICATION_PASSFILE),
+                ("application_name", instance),
+            )
         )
-    )
-    values = {
-        "instance": instance,
-        "primary_host": spec.primary_name,
-        "primary_port": str(spec.port),
-        "replication_user": spec.replication_user,
-        "slot": slot_name(instance),
-        "conninfo": conninfo,
-        "passfile": REPLICATION_PASSFILE,
-        # A ping needs no password; naming a role and database pg_hba.conf sends to a password check
-        # keeps the primary's log quiet (a client leaving at the password prompt is not logged).
-        "probe_user": spec.user,
-        "probe_db": spec.database,
-    }
-    assignments = "\n".join(f"{key}={shlex.quote(value)}" for key, value in values.items())
-    return f"""#!/bin/sh
-# Entrypoint of a PostgreSQL streaming replica. On an empty data directory: wait for the primary,
-# seed from it with pg_basebackup (-X stream, its own slot, -R for standby.signal + primary_conninfo),
-# then start through the image's entrypoint as a read-only hot standby. Later starts just start.
+        values |= {
+            "primary_host": spec.primary_name,
+            "primary_port": str(spec.port),
+            "replication_user": spec.replication_user,
+            "slot": slot_name(instance),
+            "conninfo": conninfo,
+            "passfile": REPLICATION_PASSFILE,
+            # A ping needs no password; naming a role and database pg_hba.conf sends to a password check
+            # keeps the primary's log quiet (a client leaving at the password prompt is not logged).
+            "probe_user": spec.user,
+            "probe_db": spec.database,
+        }
+    required = [("PGDATA", "must name the data directory"), ("PGPORT", "must name the port")]
+    if replica is None:
+        required.append((APP_PASSWORD_ENV, "must hold the password of the application role"))
+    required.append((REPLICATION_PASSWORD_ENV, "must hold the password of the replication role"))
+    checks = "\n".join(f': "${{{name}:?{why}}}"' for name, why in required)
+    common = f"""#!/bin/sh
+# banyan's PostgreSQL entrypoint ({values["role"]} {instance}), rendered from the stack spec. It owns every
+# start and needs only the server's binaries: see components/postgres/config.py.
 set -eu
 
-{assignments}
-ready_attempts={READY_ATTEMPTS}
-: "${{PGDATA:?must name the data directory}}"
-: "${{{REPLICATION_PASSWORD_ENV}:?must hold the password of the replication role}}"
-# Beside PGDATA on the same volume: renamed into place only once complete, so an interrupted seed
-# never looks like a data directory.
-staging="$(dirname "$PGDATA")/basebackup.partial"
+{_shell_values(values)}
+{checks}
 
 log() {{ printf '%s: %s\\n' "$instance" "$*" >&2; }}
 
-# The server and its files belong to the postgres user; the container itself starts as root.
-as_postgres() {{
-	if [ "$(id -u)" != 0 ]; then
-		"$@"
-	elif command -v gosu >/dev/null 2>&1; then
-		gosu postgres "$@"
-	else
-		su-exec postgres "$@"
-	fi
-}}
+# initdb, pg_ctl and postgres: on PATH in the official images, in Debian's packages under
+# /usr/lib/postgresql/<major>/bin (psql and pg_isready are on PATH in both).
+if ! command -v initdb >/dev/null 2>&1 && [ -x "/usr/lib/postgresql/$version/bin/initdb" ]; then
+	PATH="/usr/lib/postgresql/$version/bin:$PATH"
+	export PATH
+fi
+for tool in initdb pg_ctl postgres psql; do
+	command -v "$tool" >/dev/null 2>&1 || {{ log "no $tool of PostgreSQL $version on PATH"; exit 1; }}
+done
+
+# The server and its files belong to the postgres user; a container starts as root. `drop` is the command
+# prefix that runs a command as postgres (fixed words, so it splits safely unquoted).
+if [ "$(id -u)" != 0 ]; then
+	drop=
+elif command -v gosu >/dev/null 2>&1; then
+	drop="gosu postgres"
+elif command -v su-exec >/dev/null 2>&1; then
+	drop="su-exec postgres"
+elif command -v setpriv >/dev/null 2>&1; then
+	drop="env HOME=$(getent passwd postgres | cut -d: -f6) setpriv --reuid=postgres --regid=postgres --init-groups --"
+else
+	log "no way to drop to the postgres user (gosu, su-exec or setpriv)"
+	exit 1
+fi
+as_postgres() {{ $drop "$@"; }}
 
 own() {{
 	if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$@"; fi
 }}
+
+# Beside PGDATA on the same volume: renamed into place only once complete, so an interrupted init or
+# seed never looks like a data directory.
+staging="$(dirname "$PGDATA")/$role.partial"
+mkdir -p "$(dirname "$PGDATA")" "$socket_dir"
+own "$(dirname "$PGDATA")" "$socket_dir"
+chmod 3775 "$socket_dir" 2>/dev/null || :
+if [ -d "$PGDATA" ] && [ "$(id -u)" = 0 ]; then
+	find "$PGDATA" ! -user postgres -exec chown postgres:postgres {{}} +
+fi
+
+refuse_foreign_files() {{
+	if [ -d "$PGDATA" ] && [ -n "$(ls -A "$PGDATA")" ]; then
+		log "$PGDATA holds files but no PG_VERSION; refusing to initialise over them"
+		exit 1
+	fi
+}}
+
+move_into_place() {{
+	if [ -d "$PGDATA" ]; then rmdir "$PGDATA"; fi
+	mv "$staging" "$PGDATA"
+}}
+
+# The server's arguments (`postgres -c config_file=... -c hba_file=...`): the temporary server takes them too.
+if [ "${{1:-}}" = postgres ]; then shift; fi
+"""
+    if replica is None:
+        return common + f"""
+init() {{
+	refuse_foreign_files
+	rm -rf "$staging"
+	log "initialising $PGDATA"
+	# C.UTF-8 exists in every libc the images use; the data checksums catch silent corruption. The
+	# pg_hba.conf initdb writes is never read (hba_file names ours), and rejects TCP should it ever be.
+	as_postgres initdb --pgdata="$staging" --username="$superuser" --data-checksums --encoding=UTF8 \\
+		--locale=C.UTF-8 --auth-local=trust --auth-host=reject >&2
+	move_into_place
+}}
+
+stop_temporary() {{ as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >&2 || :; }}
+
+# Roles, passwords, the database and the slots, made true before the server listens on TCP: a health check
+# that authenticates as the application therefore proves all of it.
+reconcile() {{
+	trap stop_temporary EXIT
+	as_postgres pg_ctl -D "$PGDATA" -w -t {TEMP_SERVER_TIMEOUT_S} -o "$* -c listen_addresses=''" start >&2
+	as_postgres psql -X -q -v ON_ERROR_STOP=1 --no-psqlrc --no-password -h "$socket_dir" -p "$PGPORT" \\
+		--username "$superuser" --dbname postgres >/dev/null <<'SQL'
+{render_reconcile_sql(spec)}SQL
+	trap - EXIT
+	as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >&2
+}}
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+	init
+fi
+reconcile "$@"
+log "reconciled; starting"
+unset {REPLICATION_PASSWORD_ENV}
+exec $drop postgres "$@"
+"""
+    return common + f"""
+ready_attempts={READY_ATTEMPTS}
 
 write_passfile() {{
 	# In a password file `\\` and `:` are escaped with a backslash.
@@ -303,19 +404,14 @@ wait_for_primary() {{
 }}
 
 seed() {{
-	if [ -d "$PGDATA" ] && [ -n "$(ls -A "$PGDATA")" ]; then
-		log "$PGDATA holds files but no PG_VERSION; refusing to seed over them"
-		exit 1
-	fi
+	refuse_foreign_files
 	wait_for_primary
-	mkdir -p "$(dirname "$staging")"
-	own "$(dirname "$staging")"
 	rm -rf "$staging"
-	# The primary creates (and reserves WAL for) the slots of the replicas it was initialised with; one added
-	# later makes its own, reserving WAL at once: an unreserved slot holds nothing until the seed's WAL stream
-	# starts, and a checkpoint in between (another replica seeding) can recycle the segments it needs.
-	# dbname=replication: what pg_basebackup itself sends, and what the passfile's line names.
-	if ! made=$(as_postgres psql -X -q -w -d "$conninfo dbname=replication replication=true" \
+	# The primary reconciles the slots of the replicas in its spec at every start; a replica seeding before
+	# that (or added since) makes its own, reserving WAL at once: an unreserved slot holds nothing until the
+	# seed's WAL stream starts, and a checkpoint in between (another replica seeding) can recycle the segments
+	# it needs. dbname=replication: what pg_basebackup itself sends, and what the passfile's line names.
+	if ! made=$(as_postgres psql -X -q -w -d "$conninfo dbname=replication replication=true" \\
 			-c "CREATE_REPLICATION_SLOT $slot PHYSICAL RESERVE_WAL" 2>&1); then
 		case "$made" in
 			*"already exists"*) ;;
@@ -330,8 +426,7 @@ seed() {{
 		rm -rf "$staging"
 		exit 1
 	fi
-	if [ -d "$PGDATA" ]; then rmdir "$PGDATA"; fi
-	mv "$staging" "$PGDATA"
+	move_into_place
 	log "seeded; starting as a hot standby"
 }}
 
@@ -343,25 +438,21 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 fi
 # The server and its children never need the password in their environment: the passfile has it.
 unset {REPLICATION_PASSWORD_ENV}
-exec {IMAGE_ENTRYPOINT} "$@"
+exec $drop postgres "$@"
 """
 
 
 def server_command() -> list[str]:
-    """The server's arguments: the image's entrypoint passes them to its temporary init server too."""
+    """The server's arguments: the entrypoint passes them to its temporary server too."""
     return ["postgres", "-c", f"config_file={CONF_PATH}", "-c", f"hba_file={HBA_PATH}"]
 
 
 def health_command(spec: PostgresSpec, replica: int | None = None) -> str:
-    """Ready on TCP (the image's init server listens on the socket only, so the socket would pass too
-    early); a replica must also be in recovery, asked over the trusted socket."""
-    ready = shlex.join(
-        ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(spec.port), "-U", spec.user, "-d", spec.database]
-    )
-    if replica is None:
-        return ready
-    query = shlex.join(
-        ["psql", "-X", "-A", "-t", "-h", SOCKET_DIR, "-p", str(spec.port), "-U", SUPERUSER, "-d", "postgres",
-         "-c", "SELECT pg_is_in_recovery()"]
-    )
-    return f'{ready} && [ "$({query})" = t ]'
+    """An authenticated query as the application, over TCP, on its database: it passes only once the
+    entrypoint has reconciled the role, its password and the database and the server listens. A replica
+    must also be in recovery (a hot standby, not a promoted or stand-alone server)."""
+    query = "SELECT pg_is_in_recovery()" if replica is not None else "SELECT 1"
+    expected = "t" if replica is not None else "1"
+    psql = shlex.join(["psql", "-X", "-A", "-t", "-w", "-h", "127.0.0.1", "-p", str(spec.port), "-U", spec.user,
+                       "-d", spec.database, "-c", query])
+    return f'[ "$(PGPASSWORD="${APP_PASSWORD_ENV}" PGCONNECT_TIMEOUT=3 {psql})" = {expected} ]'

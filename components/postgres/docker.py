@@ -10,17 +10,14 @@ from components import docker_common as dc
 from components.postgres.config import (
     APP_PASSWORD_ENV,
     CONF_PATH,
+    ENTRYPOINT_PATH,
     HBA_PATH,
-    INIT_PATH,
-    REPLICA_ENTRYPOINT_PATH,
     REPLICATION_PASSWORD_ENV,
-    SUPERUSER,
     data_layout,
     health_command,
+    render_entrypoint,
     render_pg_hba_conf,
     render_postgresql_conf,
-    render_primary_init_script,
-    render_replica_entrypoint,
     server_command,
 )
 from components.seam import Built
@@ -44,8 +41,8 @@ def shm_size_mib(spec: PostgresSpec) -> int:
 def build(parent: pulumi.Resource, name: str, spec: PostgresSpec, *, passwords: PostgresPasswords,
           target: DockerTarget) -> Built:
     layout = data_layout(spec.version)
-    # PGDATA is set even where it equals the image default: the replica entrypoint seeds into it.
-    # PGPORT makes the image's socket-only init server, psql and pg_isready use the spec's port.
+    # PGDATA is set even where it equals the image default: the entrypoint initialises or seeds into it.
+    # PGPORT makes the entrypoint's socket-only temporary server, psql and pg_isready use the spec's port.
     common_env: dict[str, pulumi.Input[str]] = {"PGDATA": layout.pgdata, "PGPORT": str(spec.port)}
     hba = render_pg_hba_conf(spec)
 
@@ -57,21 +54,20 @@ def build(parent: pulumi.Resource, name: str, spec: PostgresSpec, *, passwords: 
         part=spec.name,
         image=spec.image,
         resources=spec.resources,
-        health=dc.Health(("CMD-SHELL", health_command(spec)), start_period="60s"),
+        health=dc.Health(("CMD-SHELL", health_command(spec)), start_period_s=60),
         parent=parent,
+        # The bootstrap superuser is reached over the trusted socket only: it needs no password.
         env={
             **common_env,
-            "POSTGRES_USER": SUPERUSER,
-            "POSTGRES_PASSWORD": passwords.superuser,
-            "POSTGRES_INITDB_ARGS": "--data-checksums",
             APP_PASSWORD_ENV: passwords.app,
             REPLICATION_PASSWORD_ENV: passwords.replication,
         },
+        entrypoint=[ENTRYPOINT_PATH],
         command=server_command(),
         uploads=[
             dc.Upload(CONF_PATH, render_postgresql_conf(spec)),
             dc.Upload(HBA_PATH, hba),
-            dc.Upload(INIT_PATH, render_primary_init_script(spec), executable=True),
+            dc.Upload(ENTRYPOINT_PATH, render_entrypoint(spec), executable=True),
         ],
         mounts=[dc.Mount(primary_data, layout.mount)],
         stateful=True,
@@ -91,17 +87,18 @@ def build(parent: pulumi.Resource, name: str, spec: PostgresSpec, *, passwords: 
                 image=spec.image,
                 resources=spec.resources,
                 health=dc.Health(
-                    ("CMD-SHELL", health_command(spec, i)), timeout="5s", start_period=f"{REPLICA_SEED_TIMEOUT_S}s"
+                    ("CMD-SHELL", health_command(spec, i)), timeout_s=5, start_period_s=REPLICA_SEED_TIMEOUT_S
                 ),
                 parent=parent,
-                # A replica needs no superuser password: its data directory comes from the primary.
-                env={**common_env, REPLICATION_PASSWORD_ENV: passwords.replication},
-                entrypoint=[REPLICA_ENTRYPOINT_PATH],
+                # The replication password seeds and streams; the application's, for the health check that
+                # authenticates as the application would (its role comes from the primary).
+                env={**common_env, REPLICATION_PASSWORD_ENV: passwords.replication, APP_PASSWORD_ENV: passwords.app},
+                entrypoint=[ENTRYPOINT_PATH],
                 command=server_command(),
                 uploads=[
                     dc.Upload(CONF_PATH, render_postgresql_conf(spec, i)),
                     dc.Upload(HBA_PATH, hba),
-                    dc.Upload(REPLICA_ENTRYPOINT_PATH, render_replica_entrypoint(spec, i), executable=True),
+                    dc.Upload(ENTRYPOINT_PATH, render_entrypoint(spec, i), executable=True),
                 ],
                 mounts=[dc.Mount(data, layout.mount)],
                 # The primary is created, and healthy (wait=True), before any replica starts seeding.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shlex import quote as shlex_quote
+
 from model.spec import RabbitMQSpec
 
 CONF_PATH = "/etc/rabbitmq/rabbitmq.conf"
@@ -10,13 +12,25 @@ DATA_DIR = "/var/lib/rabbitmq"
 ENTRYPOINT_PATH = "/usr/local/bin/banyan-rabbitmq-entrypoint.sh"
 # Not RABBITMQ_ERLANG_COOKIE: RabbitMQ deprecates that variable and its CLI warns on every call while it is set.
 COOKIE_ENV = "BANYAN_ERLANG_COOKIE"
+# The users the entrypoint reconciles at every start: the administrator (operators, the management UI) and the
+# applications' own user (its vhost only, no management tags).
+ADMIN_USER_ENV = "BANYAN_RABBITMQ_ADMIN_USER"
+ADMIN_PASSWORD_ENV = "BANYAN_RABBITMQ_ADMIN_PASSWORD"
+APP_USER_ENV = "BANYAN_RABBITMQ_APP_USER"
+APP_PASSWORD_ENV = "BANYAN_RABBITMQ_APP_PASSWORD"
+# The vhost the applications use (the AMQP URLs name it).
+APP_VHOST = "/"
+# How long the reconciliation waits for its node to boot (and to join its peers) before it gives up; the
+# health check, which authenticates as the application, stays red until it has run.
+RECONCILE_WAIT_S = 600
 # The official image's own conf.d would load after our rabbitmq.conf and win (it sets loopback_users.guest = false);
 # pointing RABBITMQ_CONFIG_FILES at a path that never exists leaves our file the only configuration.
 NO_EXTRA_CONFIG_FILES = "/etc/rabbitmq/banyan-no-conf.d"
 
 # The node-wide `default_queue_type` key arrived in a 3.13 patch release (3.13.3); 3.12 and older reject it.
 _NODE_DEFAULT_QUEUE_TYPE_SINCE = (3, 13)
-_PLUGINS = ("rabbitmq_management",)
+# The image's own enabled_plugins (management, prometheus) is replaced by this file: both must stay listed.
+_PLUGINS = ("rabbitmq_management", "rabbitmq_prometheus")
 
 
 def version(spec: RabbitMQSpec) -> tuple[int, int]:
@@ -144,28 +158,99 @@ def render_enabled_plugins(spec: RabbitMQSpec) -> str:
 
 
 def render_entrypoint() -> str:
-    """Writes the Erlang cookie from the environment to $HOME/.erlang.cookie (0400, owned by the broker's user),
-    then hands over to the image's own entrypoint.
+    """The node's entrypoint: it owns the start, so it needs only RabbitMQ's own scripts (the official image's,
+    or Debian's under /usr/lib/rabbitmq/bin) and runs the same everywhere.
 
-    Erlang refuses a cookie file that anyone but its owner can read, and a file shipped into the container
-    arrives owned by root with mode 0644, so the cookie is written here at every start instead. The variable is
-    removed before the broker starts, so its environment (and every child process) does not carry it.
+    - Writes the Erlang cookie from the environment to $HOME/.erlang.cookie (0400, the broker's user) at every
+      start: Erlang refuses a cookie anyone else can read, and an uploaded file arrives root-owned, 0644.
+    - Drops from root to the rabbitmq user and execs `rabbitmq-server` with the cookie variable removed.
+    - Beside it, once the node has booted, reconciles the users (users are cluster-wide, and every node doing
+      it is idempotent): the administrator and the application user with the passwords of this deployment,
+      their tags and permissions, and no `guest`. RABBITMQ_DEFAULT_USER only acts on an empty database, so a
+      retained volume under new passwords (destroy then up) would otherwise keep the old ones.
     """
     return f"""#!/bin/sh
 set -eu
-if [ -z "${{{COOKIE_ENV}:-}}" ]; then
-    echo "banyan: {COOKIE_ENV} is not set; refusing to start a node without the cluster's Erlang cookie" >&2
+log() {{ printf 'banyan: %s\\n' "$*" >&2; }}
+for var in {COOKIE_ENV} {ADMIN_USER_ENV} {ADMIN_PASSWORD_ENV} {APP_USER_ENV} {APP_PASSWORD_ENV}; do
+    if eval "[ -z \\"\\${{$var:-}}\\" ]"; then
+        log "$var is not set; refusing to start a node without it"
+        exit 1
+    fi
+done
+# RabbitMQ's own scripts rather than Debian's /usr/sbin wrappers, which would send the node's output to files.
+if [ "$(command -v rabbitmq-server || :)" = /usr/sbin/rabbitmq-server ] && [ -d /usr/lib/rabbitmq/bin ]; then
+    PATH="/usr/lib/rabbitmq/bin:$PATH"
+    export PATH
+fi
+export HOME="${{HOME:-{DATA_DIR}}}"
+
+if [ "$(id -u)" != 0 ]; then
+    drop=
+elif command -v gosu >/dev/null 2>&1; then
+    drop="gosu rabbitmq"
+elif command -v su-exec >/dev/null 2>&1; then
+    drop="su-exec rabbitmq"
+elif command -v setpriv >/dev/null 2>&1; then
+    drop="setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups --"
+else
+    log "no way to drop to the rabbitmq user (gosu, su-exec or setpriv)"
     exit 1
 fi
-cookie="${{HOME:-{DATA_DIR}}}/.erlang.cookie"
+
+cookie="$HOME/.erlang.cookie"
 tmp="$cookie.banyan.$$"
-umask 077
-printf '%s' "${COOKIE_ENV}" > "$tmp"
+(umask 077 && printf '%s' "${COOKIE_ENV}" > "$tmp")
 chmod 0400 "$tmp"
 if [ "$(id -u)" = 0 ]; then
     chown rabbitmq:rabbitmq "$tmp"
+    # A new volume takes the image directory's owner; one from elsewhere may not.
+    find "$HOME" -maxdepth 1 ! -user rabbitmq -exec chown rabbitmq:rabbitmq {{}} +
 fi
 mv -f "$tmp" "$cookie"
 unset {COOKIE_ENV}
-exec docker-entrypoint.sh "$@"
+
+ctl() {{ $drop rabbitmqctl -q "$@"; }}
+# Passwords go to the CLI on standard input: on an error it prints every argument it was given.
+with_password() {{ password=$1; shift; printf '%s' "$password" | ctl "$@"; }}
+
+users() {{ ctl list_users --no-table-headers | cut -f1; }}
+
+ensure_user() {{
+    user=$1 password=$2 tags=$3
+    if ! with_password "$password" authenticate_user "$user" >/dev/null 2>&1; then
+        if users | grep -qx "$user"; then
+            with_password "$password" change_password "$user" || return 1
+        else
+            # Another node may create it at the same moment: then it exists and only its password is set.
+            with_password "$password" add_user "$user" 2>/dev/null \\
+                || with_password "$password" change_password "$user" || return 1
+        fi
+    fi
+    ctl set_user_tags "$user" $tags || return 1
+    ctl set_permissions -p {shlex_quote(APP_VHOST)} "$user" '.*' '.*' '.*' || return 1
+}}
+
+# Every step checks its own result: `set -e` does not apply inside a function called from `||`.
+reconcile() {{
+    # The CLI cannot reach a node that is still starting its VM: retry until the node answers, bounded.
+    deadline=$(( $(date +%s) + {RECONCILE_WAIT_S} ))
+    until ctl await_startup --timeout 30 >/dev/null 2>&1; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            log "the node did not finish booting within {RECONCILE_WAIT_S}s"
+            return 1
+        fi
+        sleep 2
+    done
+    ensure_user "${ADMIN_USER_ENV}" "${ADMIN_PASSWORD_ENV}" administrator || return 1
+    ensure_user "${APP_USER_ENV}" "${APP_PASSWORD_ENV}" "" || return 1
+    if users | grep -qx guest; then ctl delete_user guest || return 1; fi
+    log "users reconciled"
+}}
+
+# A node whose users could not be reconciled stops (after exec, $$ is the broker): the restart policy tries
+# again, rather than a node that runs without the credentials its clients hold.
+( reconcile || {{ log "reconciling the users failed; stopping the node"; kill -TERM $$; }} ) &
+
+exec env -u {ADMIN_PASSWORD_ENV} $drop rabbitmq-server "$@"
 """

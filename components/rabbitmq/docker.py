@@ -6,6 +6,10 @@ import pulumi
 
 from components import docker_common
 from components.rabbitmq.config import (
+    ADMIN_PASSWORD_ENV,
+    ADMIN_USER_ENV,
+    APP_PASSWORD_ENV,
+    APP_USER_ENV,
     CONF_PATH,
     COOKIE_ENV,
     DATA_DIR,
@@ -24,13 +28,16 @@ from model.spec import RabbitMQSpec
 
 # Each check starts an Erlang VM for the CLI (about a second of CPU); check_running fails while the node boots,
 # waits for its peers' tables or is paused in a minority, and check_port_connectivity proves the listeners accept.
+# The last step authenticates as the applications do: it fails until the entrypoint has reconciled the users
+# with this deployment's passwords (a retained volume from an earlier deployment holds other ones).
 HEALTH = docker_common.Health(
-    test=("CMD-SHELL", "rabbitmq-diagnostics -q check_running && rabbitmq-diagnostics -q check_port_connectivity"),
-    interval="10s",
-    timeout="15s",
+    test=("CMD-SHELL", "rabbitmq-diagnostics -q check_running && rabbitmq-diagnostics -q check_port_connectivity"
+          f' && printf %s "${APP_PASSWORD_ENV}" | rabbitmqctl -q authenticate_user "${APP_USER_ENV}" >/dev/null'),
+    interval_s=10,
+    timeout_s=15,
     retries=6,
     # Erlang boot, plugin start and joining the cluster; a restarted node may also wait for its peers' tables.
-    start_period="60s",
+    start_period_s=60,
 )
 # A restarted 3.x node waits up to 5 minutes for the peer that stopped last before giving up.
 WAIT_TIMEOUT_S = 330
@@ -55,9 +62,16 @@ def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials
         env: dict[str, pulumi.Input[str]] = {
             "RABBITMQ_NODENAME": node_name(instance),
             "RABBITMQ_CONFIG_FILES": NO_EXTRA_CONFIG_FILES,
-            # Read by the broker itself at first boot of an empty cluster; it is then the only user.
+            # The CLI tools (the entrypoint's, the health check's, `docker exec`) find the cookie here.
+            "HOME": DATA_DIR,
+            # Read by the broker itself at first boot of an empty cluster, so that no `guest` is ever created;
+            # the entrypoint reconciles both users at every start after that.
             "RABBITMQ_DEFAULT_USER": credentials.admin_user,
             "RABBITMQ_DEFAULT_PASS": credentials.admin_password,
+            ADMIN_USER_ENV: credentials.admin_user,
+            ADMIN_PASSWORD_ENV: credentials.admin_password,
+            APP_USER_ENV: credentials.app_user,
+            APP_PASSWORD_ENV: credentials.app_password,
             COOKIE_ENV: credentials.erlang_cookie,
         }
         mounts = []

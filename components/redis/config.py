@@ -204,23 +204,32 @@ refresh_peer_addresses() {{
     fi
     printf '%s %s %s\n' "$id" "$hostport$extra" "$rest" >> "$fresh"
   done < "$nodes"
-  # Written in place: the file keeps its owner and mode.
-  cat "$fresh" > "$nodes"
-  rm -f "$fresh"
+  # Renamed into place: a node that stops mid-rewrite keeps the old file whole (ownership is fixed below).
+  chmod 0644 "$fresh"
+  mv -f "$fresh" "$nodes"
 }}
 refresh_peer_addresses
 """
 
-# The official image's entrypoint drops root to the redis user (and fixes ownership in /data) when
-# its first argument is redis-server; elsewhere redis-server runs as whoever started the script.
+# The script owns the start on every image (the official one, or Debian's packages): as root it gives the
+# data directory to the redis user and drops to it, as the official image's entrypoint would.
 # "-" makes redis-server read more configuration from stdin (after the file), from the here-document.
 _START_TAIL = r"""
-if command -v docker-entrypoint.sh >/dev/null 2>&1; then
-  set -- docker-entrypoint.sh redis-server "$conf" "$@" -
-else
-  set -- redis-server "$conf" "$@" -
+drop=
+if [ "$(id -u)" = 0 ]; then
+  find "$data" ! -user redis -exec chown redis:redis {{}} +
+  if command -v gosu >/dev/null 2>&1; then
+    drop="gosu redis"
+  elif command -v su-exec >/dev/null 2>&1; then
+    drop="su-exec redis"
+  elif command -v setpriv >/dev/null 2>&1; then
+    drop="setpriv --reuid=redis --regid=redis --init-groups --"
+  else
+    echo "start.sh: no way to drop to the redis user (gosu, su-exec or setpriv)" >&2
+    exit 1
+  fi
 fi
-exec "$@" <<EOF
+exec $drop redis-server "$conf" "$@" - <<EOF
 {secrets}
 EOF
 """

@@ -3,29 +3,22 @@
 Hosts (each its own network namespace, named as the containers): `postgres-primary`, `postgres-replica-1`,
 `postgres-replica-2`, and `user-service-1`, an application instance that connects with the very
 DATABASE_URL / DATABASE_REPLICA_URLS the stack gives it. Every server host gets the container's uploads
-(postgresql.conf, pg_hba.conf, the primary's init script, the replica entrypoint) as Docker's upload would
+(postgresql.conf, pg_hba.conf, the entrypoint) as Docker's upload would
 write them (root-owned; 0744 when `executable`, else 0644), the container's env exactly as rendered, its
 command and entrypoint, and the image's layout: the data volume (an empty postgres-owned directory, as a new
-named volume over the image's), /var/run/postgresql, /docker-entrypoint-initdb.d. Each container starts as
-root, as the image does, and drops to the postgres OS user the way the image does.
+named volume over the image's) and the postgres user's home. Each container starts as root, as the image
+does, and the entrypoint drops to the postgres OS user.
 
-Stand-ins for the official image's own machinery, which Debian does not ship (nothing else is replaced):
-- /usr/local/bin/docker-entrypoint.sh (IMAGE_ENTRYPOINT below): the image's contract, shortened. As root it
-  creates PGDATA and /var/run/postgresql for the postgres user and re-executes itself through su-exec; as
-  postgres, on a data directory without PG_VERSION, it runs initdb with POSTGRES_USER, POSTGRES_PASSWORD
-  and POSTGRES_INITDB_ARGS, starts a socket-only temporary server with the container's arguments, creates
-  POSTGRES_DB, then runs /docker-entrypoint-initdb.d/* as the image does (a *.sh file is executed when the
-  postgres user may execute it, else sourced; Docker's root-owned 0744 upload is therefore sourced), stops
-  the temporary server and finally execs the command ("postgres -c config_file=... -c hba_file=...").
-- /usr/local/bin/su-exec (SU_EXEC below): the alpine image's privilege drop, done with util-linux setpriv.
-  The pinned image is alpine, which has su-exec and no gosu, so no gosu stand-in: the replica entrypoint
-  then takes its su-exec branch, as it would in the image.
-The image's ENV is replaced by PATH (with Debian's PostgreSQL bin dir) and LANG=C.UTF-8.
+Nothing of the official image's machinery is stood in: the containers run banyan's own entrypoint (rendered
+from the spec; it owns initdb, reconciles the roles, passwords, database and slots at every start, seeds
+replicas, and drops to the postgres user with setpriv here, as with gosu or su-exec in the official images).
+The image's ENV is replaced by a plain PATH (Debian's wrappers for psql, pg_isready and pg_basebackup are in
+/usr/bin; the entrypoint finds initdb, pg_ctl and postgres under /usr/lib/postgresql/<major>/bin itself) and
+LANG=C.UTF-8.
 """
 
 from __future__ import annotations
 
-import contextlib
 import pwd
 import re
 import shutil
@@ -40,18 +33,17 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from components.postgres.config import IMAGE_ENTRYPOINT as IMAGE_ENTRYPOINT_NAME
+from components.postgres.config import SUPERUSER
 from testkit import RecordedResource, unwrap
-from testkit.netns import Host, Network, wait_until
+from testkit.netns import Host, Network, traversable, wait_until
+from tests.helpers import env_of, uploads
 from tests.servers.conftest import (
     container,
-    env,
     rendered,
     report,
     require_binary,
     require_netns,
     server_versions,
-    uploads,
 )
 
 pytestmark = pytest.mark.servers
@@ -61,93 +53,11 @@ PRIMARY = "postgres-primary"
 REPLICAS = ("postgres-replica-1", "postgres-replica-2")
 APP = "user-service-1"
 SOCKET_DIR = "/var/run/postgresql"
-INITDB_DIR = "/docker-entrypoint-initdb.d"
-IMAGE_BIN = "/usr/local/bin"
 # Every wait is bounded generously: a broken file shows up as a failure, never as a hang.
 BOOT_TIMEOUT_S = 90.0
 CATCH_UP_TIMEOUT_S = 60.0
 LAG_ROUNDS = 3
 ROWS_WHILE_DOWN = 1000
-
-IMAGE_ENTRYPOINT = r"""#!/usr/bin/env bash
-# TEST STAND-IN for the official postgres image's docker-entrypoint.sh (Debian ships none); see the module
-# docstring. Same variables, same order, same temporary server, same handling of /docker-entrypoint-initdb.d.
-set -Eeo pipefail
-
-docker_process_sql() {
-	local query_runner=( psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --no-psqlrc )
-	if [ -n "$POSTGRES_DB" ]; then query_runner+=( --dbname "$POSTGRES_DB" ); fi
-	PGHOST= PGHOSTADDR= "${query_runner[@]}" "$@"
-}
-
-if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
-
-if [ "$1" = 'postgres' ]; then
-	export POSTGRES_USER="${POSTGRES_USER:-postgres}"
-	export POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
-	: "${POSTGRES_HOST_AUTH_METHOD:=}"
-	mkdir -p "$PGDATA"
-	chmod 00700 "$PGDATA" || :
-	mkdir -p /var/run/postgresql || :
-	chmod 03775 /var/run/postgresql || :
-	if [ "$(id -u)" = '0' ]; then
-		find "$PGDATA" \! -user postgres -exec chown postgres '{}' +
-		find /var/run/postgresql \! -user postgres -exec chown postgres '{}' +
-		exec su-exec postgres "$BASH_SOURCE" "$@"
-	fi
-	if [ ! -s "$PGDATA/PG_VERSION" ]; then
-		if [ -z "$POSTGRES_PASSWORD" ] && [ 'trust' != "$POSTGRES_HOST_AUTH_METHOD" ]; then
-			echo >&2 'Error: Database is uninitialized and superuser password is not specified.'
-			exit 1
-		fi
-		ls /docker-entrypoint-initdb.d/ > /dev/null
-		eval 'initdb --username="$POSTGRES_USER" --pwfile=<(printf "%s\n" "$POSTGRES_PASSWORD") '"$POSTGRES_INITDB_ARGS"
-		auth="$(postgres -C password_encryption "${@:2}")"
-		printf '\nhost all all all %s\n' "${POSTGRES_HOST_AUTH_METHOD:-$auth}" >> "$PGDATA/pg_hba.conf"
-		export PGPASSWORD="${PGPASSWORD:-$POSTGRES_PASSWORD}"
-		temp_args=( "${@:2}" -c listen_addresses='' -p "${PGPORT:-5432}" )
-		PGUSER="${PGUSER:-$POSTGRES_USER}" pg_ctl -D "$PGDATA" -o "$(printf '%q ' "${temp_args[@]}")" -w start
-		exists="$(POSTGRES_DB= docker_process_sql --dbname postgres --set db="$POSTGRES_DB" --tuples-only \
-			<<< "SELECT 1 FROM pg_database WHERE datname = :'db' ;")"
-		if [ -z "$exists" ]; then
-			POSTGRES_DB= docker_process_sql --dbname postgres --set db="$POSTGRES_DB" <<< 'CREATE DATABASE :"db" ;'
-		fi
-		for f in /docker-entrypoint-initdb.d/*; do
-			case "$f" in
-				*.sh)
-					if [ -x "$f" ]; then
-						printf '%s: running %s\n' "$0" "$f"
-						"$f"
-					else
-						printf '%s: sourcing %s\n' "$0" "$f"
-						. "$f"
-					fi
-					;;
-				*.sql) printf '%s: running %s\n' "$0" "$f"; docker_process_sql -f "$f" ;;
-				*) printf '%s: ignoring %s\n' "$0" "$f" ;;
-			esac
-		done
-		PGUSER="${PGUSER:-postgres}" pg_ctl -D "$PGDATA" -m fast -w stop
-		unset PGPASSWORD
-		echo 'PostgreSQL init process complete; ready for start up.'
-	else
-		echo 'PostgreSQL Database directory appears to contain a database; Skipping initialization'
-	fi
-fi
-
-exec "$@"
-"""
-
-SU_EXEC = r"""#!/bin/sh
-# TEST STAND-IN for su-exec, the alpine image's privilege drop: run a command as a user, environment kept.
-set -eu
-user="$1"
-shift
-HOME="$(getent passwd "$user" | cut -d: -f6)"
-export HOME
-exec setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups -- "$@"
-"""
-
 
 @dataclass
 class Instance:
@@ -223,16 +133,6 @@ def _clean_env(container_env: Mapping[str, str], argv: Sequence[str]) -> list[st
     return ["env", "-i", "-C", "/", *(f"{k}={v}" for k, v in sorted(container_env.items())), *argv]
 
 
-def _traversable(path: Path) -> Path:
-    """As conftest's `workdir`: the servers' own users must reach their roots below it."""
-    path.chmod(0o755)
-    for parent in path.parents:
-        if parent == Path("/tmp"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o055)
-    return path
-
-
 def _mkdir(host: Host, container_path: str, mode: int, owner: str | None) -> None:
     target = host.path(container_path)
     target.mkdir(parents=True, exist_ok=True)
@@ -246,26 +146,23 @@ def _instance(host: Host, resource: RecordedResource, pg_bin: str) -> Instance:
     # Docker's upload: a root-owned file, 0744 when `executable`, else 0644 (pulumi-docker's tar header).
     for path, (content, executable) in uploads(resource).items():
         host.write(path, content, 0o744 if executable else 0o644)
-    # The image's own layer: its entrypoint (stand-in), su-exec (stand-in) and the directories it creates.
-    host.write(f"{IMAGE_BIN}/{IMAGE_ENTRYPOINT_NAME}", IMAGE_ENTRYPOINT, 0o755)
-    host.write(f"{IMAGE_BIN}/su-exec", SU_EXEC, 0o755)
+    # The image's own layer: the postgres user's home (the socket directory the entrypoint makes itself).
     _mkdir(host, "/var/lib/postgresql", 0o755, "postgres")
-    _mkdir(host, SOCKET_DIR, 0o3777, "postgres")
-    _mkdir(host, INITDB_DIR, 0o755, None)
+    _mkdir(host, SOCKET_DIR, 0o755, "root")
     volumes = [v["containerPath"] for v in inputs.get("volumes") or []]
     assert len(volumes) == 1, f"{host.name}: expected one data volume, got {volumes}"
     # A new named volume takes the image directory's owner and mode (the image makes it postgres, 1777).
     _mkdir(host, volumes[0], 0o1777, "postgres")
     container_env = {
-        "PATH": f"{IMAGE_BIN}:{pg_bin}:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG": "C.UTF-8",
         "HOME": "/root",
         "HOSTNAME": host.name,
-        **env(resource),
+        **env_of(resource),
     }
     dirs = {str(Path(p).parent) for p in uploads(resource)}
-    binds = sorted({*dirs, IMAGE_BIN, SOCKET_DIR, INITDB_DIR, "/var/lib/postgresql", volumes[0]})
-    entrypoint = list(inputs.get("entrypoints") or [IMAGE_ENTRYPOINT_NAME])
+    binds = sorted({*dirs, SOCKET_DIR, "/var/lib/postgresql", volumes[0]})
+    entrypoint = list(inputs["entrypoints"])
     command = list(inputs["command"])
     test = list(inputs["healthcheck"]["tests"])
     assert test[0] == "CMD-SHELL", test
@@ -297,41 +194,33 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_netns()
     versions = server_versions()
     require_binary("postgres", "/usr/lib/postgresql/*/bin/postgres")
-    for tool in ("setpriv", "bash"):
-        require_binary(tool)
+    require_binary("setpriv")
     assert versions.postgres and versions.postgres_bin
     rendering = rendered(TIER)
-    workdir = _traversable(tmp_path_factory.mktemp("postgres"))
-    # Binding a container path makes its mount point on the machine; remove the one the machine lacked.
-    made_initdb_dir = not Path(INITDB_DIR).exists()
-    try:
-        with Network(workdir, "pg") as net:
-            def make(name: str) -> Instance:
-                return _instance(net.add(name), container(rendering, name), versions.postgres_bin or "")
+    workdir = traversable(tmp_path_factory.mktemp("postgres"))
+    with Network(workdir, "pg") as net:
+        def make(name: str) -> Instance:
+            return _instance(net.add(name), container(rendering, name), versions.postgres_bin or "")
 
-            primary = make(PRIMARY)
-            replicas = {name: make(name) for name in REPLICAS}
-            app = net.add(APP)
-            cl = Cluster(primary=primary, replicas=replicas, app=app, app_env=env(container(rendering, APP)),
-                         pg_bin=versions.postgres_bin, version=versions.postgres)
-            # Docker's order: the replicas depend on a healthy primary (wait=True).
-            primary.start()
-            took = _wait_healthy([primary], BOOT_TIMEOUT_S)
-            report(f"postgres {cl.version} ({TIER}): {PRIMARY} initialised (initdb + init script) and healthy "
-                   f"{took[PRIMARY]:.2f} s after start")
-            for inst in replicas.values():
-                assert not inst.host.path(inst.pgdata).exists(), f"{inst.name}: PGDATA must start empty"
-                inst.start()
-            cl.bootstrap_s = _wait_healthy(list(replicas.values()), BOOT_TIMEOUT_S)
-            for name, seconds in cl.bootstrap_s.items():
-                report(f"postgres {cl.version} ({TIER}): {name} bootstrapped from an empty volume (pg_basebackup "
-                       f"through its slot) and healthy as a hot standby {seconds:.2f} s after start "
-                       f"(both replicas seeding at once)")
-            yield cl
-    finally:
-        if made_initdb_dir:
-            with contextlib.suppress(OSError):  # another run may still have it bound
-                Path(INITDB_DIR).rmdir()
+        primary = make(PRIMARY)
+        replicas = {name: make(name) for name in REPLICAS}
+        app = net.add(APP)
+        cl = Cluster(primary=primary, replicas=replicas, app=app, app_env=env_of(container(rendering, APP)),
+                     pg_bin=versions.postgres_bin, version=versions.postgres)
+        # Docker's order: the replicas depend on a healthy primary (wait=True).
+        primary.start()
+        took = _wait_healthy([primary], BOOT_TIMEOUT_S)
+        report(f"postgres {cl.version} ({TIER}): {PRIMARY} initialised (initdb, then roles, database and slots "
+               f"reconciled) and healthy {took[PRIMARY]:.2f} s after start")
+        for inst in replicas.values():
+            assert not inst.host.path(inst.pgdata).exists(), f"{inst.name}: PGDATA must start empty"
+            inst.start()
+        cl.bootstrap_s = _wait_healthy(list(replicas.values()), BOOT_TIMEOUT_S)
+        for name, seconds in cl.bootstrap_s.items():
+            report(f"postgres {cl.version} ({TIER}): {name} bootstrapped from an empty volume (pg_basebackup "
+                   f"through its slot) and healthy as a hot standby {seconds:.2f} s after start "
+                   f"(both replicas seeding at once)")
+        yield cl
 
 
 def _slot_of(inst: Instance) -> str:
@@ -361,7 +250,7 @@ def _streaming(cl: Cluster) -> dict[str, tuple[str, str, str, str]]:
 
 def _replication_role(cl: Cluster) -> str:
     """The role the init script created with REPLICATION, as the primary itself knows it."""
-    superuser = cl.primary.env["POSTGRES_USER"]
+    superuser = SUPERUSER
     role = cl.primary.sql(f"SELECT rolname FROM pg_roles WHERE rolreplication AND rolname <> '{superuser}'")
     assert role and "\n" not in role, f"expected one replication role, got {role!r}"
     return role
@@ -420,8 +309,9 @@ def test_primary_accepts_app_writes_over_tcp_by_host_name(cl: Cluster) -> None:
     assert settings == f"/etc/postgresql/postgresql.conf|/etc/postgresql/pg_hba.conf|{PRIMARY}|on|f"
     owners = _server_process_owners(cl.primary.host)
     assert owners == {"postgres"}, owners
-    # The init script was sourced (root-owned 0744 upload), and its slots exist, one per replica.
-    assert "sourcing /docker-entrypoint-initdb.d/" in cl.primary.log_text()
+    # The entrypoint reconciled before the server listened, and the slots exist, one per replica.
+    log = cl.primary.log_text()
+    assert "reconciled; starting" in log and log.index("initialising") < log.index("reconciled; starting")
     slots = cl.primary.sql("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1")
     assert slots.split() == sorted(_slot_of(r) for r in cl.replicas.values())
 
@@ -522,14 +412,15 @@ def test_tcp_connections_without_a_password_are_refused(cl: Cluster) -> None:
 
 def test_pg_hba_superuser_and_replication_rules(cl: Cluster) -> None:
     app_user, app_password, database = _url_parts(cl.database_url)
-    superuser = cl.primary.env["POSTGRES_USER"]
-    superuser_password = cl.primary.env["POSTGRES_PASSWORD"]
+    superuser = SUPERUSER
+    # The bootstrap superuser has no password at all; any password is refused before it is even checked.
+    superuser_password = "any-password"
     replication_password = cl.primary.env["POSTGRES_REPLICATION_PASSWORD"]
     replication_user = _replication_role(cl)
     port = cl.primary.env["PGPORT"]
     for inst in (cl.primary, *cl.replicas.values()):
         host = inst.name
-        # The superuser never over the network, even with its right password.
+        # The superuser never over the network, whatever password it is offered.
         su = cl.psql(_conninfo(host, port, superuser, "postgres"), "SELECT 1", password=superuser_password,
                      check=False)
         assert f'pg_hba.conf rejects connection for host "{cl.app.ip}", user "{superuser}"' in su.stderr, su.stderr

@@ -6,11 +6,12 @@ its own network namespace (and so its own epmd), its own /var/lib/rabbitmq (HOME
 container paths. The nodes start together with the container's entrypoint, command and environment; nothing
 joins them by hand.
 
-Stand-ins for the official image's own machinery, which Debian does not have (nothing else is added):
-- `docker-entrypoint.sh` (STANDIN_DOCKER_ENTRYPOINT): drops from root to the rabbitmq user, as the image's does
-  with su-exec/gosu, then runs the command;
-- the image's ENV: HOME=/var/lib/rabbitmq and a PATH that finds RabbitMQ's own scripts first, as the image's
-  /opt/rabbitmq/sbin (Debian's /usr/sbin wrappers would redirect the node's output to files).
+Nothing of the official image's machinery is stood in: the nodes run banyan's own entrypoint, which writes the
+cookie, drops to the rabbitmq user (setpriv here, gosu or su-exec in the official images), reconciles the
+administrator and the applications' user at every start, and execs RabbitMQ's own `rabbitmq-server` (the
+PATH finds RabbitMQ's scripts first, as the official image's /opt/rabbitmq/sbin; Debian's /usr/sbin wrappers
+would redirect the node's output to files). A node is ready when its rendered health check passes, as Docker
+decides it, and that check authenticates as the applications.
 
 The AMQP clients (publisher, consumer, logins) run inside a service container's host (`python -m` this module),
 with the URLs and admin credentials of that container's RABBITMQ_URLS.
@@ -37,8 +38,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from testkit import netns
+from tests.helpers import env_of
 from tests.servers.conftest import (
-    env,
     install_uploads,
     rendered,
     report,
@@ -52,17 +53,9 @@ pytestmark = pytest.mark.servers
 TIER = "medium"
 DATA_DIR = "/var/lib/rabbitmq"
 LOG_DIR = "/var/log/rabbitmq"
-STANDIN_PATH = "/usr/local/bin/docker-entrypoint.sh"
-STANDIN_DOCKER_ENTRYPOINT = """#!/bin/sh
-# Test stand-in for the official image's docker-entrypoint.sh (Debian has none): like the image's, it drops
-# from root to the rabbitmq user (the image uses su-exec/gosu) and runs the command.
-set -e
-if [ "$(id -u)" = 0 ]; then
-    exec runuser -u rabbitmq -- "$0" "$@"
-fi
-exec "$@"
-"""
 REPO = Path(__file__).resolve().parents[2]
+# What a node's container has of its own: the uploads, its data volume (HOME, Mnesia, the cookie) and logs.
+NODE_BINDS = ("/etc/rabbitmq", "/usr/local/bin", DATA_DIR, LOG_DIR)
 MESSAGES = 10_000
 PUBLISH_RATE = 2_500  # messages/s: paced so the leader is stopped while publishing, however fast the machine
 STOP_AT = 4_000  # confirmed messages when the leader is stopped
@@ -94,10 +87,11 @@ class Cluster:
     client_env: dict[str, str]
     scripts: Path
     workdir: Path
+    health: dict[str, str]  # container name -> its rendered health check (CMD-SHELL)
 
     @property
     def urls(self) -> dict[str, str]:
-        """Host name -> AMQP URL with the admin's credentials, from the service container's RABBITMQ_URLS."""
+        """Host name -> AMQP URL with the applications' credentials, from the service container's RABBITMQ_URLS."""
         return {urlsplit(u).hostname or "": u for u in self.client_env["RABBITMQ_URLS"].split(",")}
 
     def ctl_json(self, node: str, *args: str) -> Any:
@@ -141,55 +135,44 @@ def _client_env() -> dict[str, str]:
     return {"PYTHONPATH": str(REPO)}
 
 
-def _traversable_tmp(factory: pytest.TempPathFactory) -> Path:
-    """Like conftest's `workdir`, for a module-scoped cluster: a dir the server's user can traverse."""
-    path = factory.mktemp("rabbitmq")
-    path.chmod(0o755)
-    for parent in path.parents:
-        if parent == Path("/tmp"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o055)
-    return path
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_netns()
     scripts = _scripts_dir()
-    require_binary("runuser")
+    require_binary("setpriv")
     rendering = rendered(TIER)
     nodes = sorted((c for c in rendering.of_type("docker:index/container:Container")
-                    if "RABBITMQ_NODENAME" in env(c)), key=lambda c: str(c.plain_inputs["name"]))
+                    if "RABBITMQ_NODENAME" in env_of(c)), key=lambda c: str(c.plain_inputs["hostname"]))
     assert len(nodes) == 3, f"the {TIER} tier renders {len(nodes)} RabbitMQ nodes, not 3"
     services = sorted((c for c in rendering.of_type("docker:index/container:Container")
-                       if "RABBITMQ_PREFETCH" in env(c)), key=lambda c: str(c.plain_inputs["name"]))
+                       if "RABBITMQ_PREFETCH" in env_of(c)), key=lambda c: str(c.plain_inputs["hostname"]))
     assert services, "no service container with RABBITMQ_URLS"
     service = services[0]
-    workdir = _traversable_tmp(tmp_path_factory)
+    workdir = netns.traversable(tmp_path_factory.mktemp("rabbitmq"))
     path = f"{scripts}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     with netns.Network(workdir, "mq") as net:
         hosts: dict[str, netns.Host] = {}
         node_env: dict[str, dict[str, str]] = {}
         for c in nodes:
-            name = str(c.plain_inputs["name"])
+            name = str(c.plain_inputs["hostname"])
             host = hosts[name] = net.add(name)
-            node_env[name] = env(c)
+            node_env[name] = env_of(c)
             install_uploads(host, c)
-            host.write(STANDIN_PATH, STANDIN_DOCKER_ENTRYPOINT, 0o755)
             for d in (DATA_DIR, LOG_DIR):  # the image's directories (and a fresh volume) belong to rabbitmq
                 host.path(d).mkdir(parents=True, exist_ok=True)
                 shutil.chown(host.path(d), "rabbitmq", "rabbitmq")
-        client = net.add(str(service.plain_inputs["name"]))
-        cl = Cluster(nodes=hosts, node_env=node_env, client=client, client_env=env(service), scripts=scripts,
-                     workdir=workdir)
+        client = net.add(str(service.plain_inputs["hostname"]))
+        cl = Cluster(nodes=hosts, node_env=node_env, client=client, client_env=env_of(service), scripts=scripts,
+                     workdir=workdir, health={str(c.plain_inputs["hostname"]): c.plain_inputs["healthcheck"]["tests"][1]
+                                              for c in nodes})
 
         start = time.monotonic()
         for c in nodes:  # all together, as `pulumi up` creates them: no start order, no join commands
-            name = str(c.plain_inputs["name"])
+            name = str(c.plain_inputs["hostname"])
             inputs = c.plain_inputs
             argv = [*inputs["entrypoints"], *inputs["command"]]
-            hosts[name].spawn(argv, binds=["/etc/rabbitmq", "/usr/local/bin", DATA_DIR, LOG_DIR],
+            hosts[name].spawn(argv, binds=[*NODE_BINDS],
                               env={**node_env[name], "HOME": DATA_DIR, "PATH": path},
                               log=hosts[name].root / "node.log")
         ports = [f"{h}:{urlsplit(u).port}" for h, u in cl.urls.items()]
@@ -202,12 +185,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             return client.run(_client_argv({"mode": "probe", "targets": ports}), env=_client_env(),
                               check=False).returncode == 0
 
+        def healthy() -> bool:
+            """Every node's rendered health check passes (run as Docker runs it: sh -c, as root)."""
+            listening()
+            return all(host.run(["env", "-i", *(f"{k}={v}" for k, v in sorted(
+                           {**node_env[name], "HOME": DATA_DIR, "PATH": path}.items())),
+                                 "sh", "-c", cl.health[name]], binds=[*NODE_BINDS], check=False,
+                                timeout=60).returncode == 0
+                       for name, host in hosts.items())
+
         try:
             netns.wait_until(listening, timeout=120, what="every node's AMQP listener", interval=0.5)
+            netns.wait_until(healthy, timeout=180, what="every node's health check (it logs in as the apps)",
+                             interval=1.0)
         except AssertionError as e:
             raise AssertionError(f"{e}\n{cl.logs()}") from None
-        report(f"rabbitmq {server_versions().rabbitmq} ({TIER}, 3 nodes): all nodes booted and accepting AMQP "
-               f"{time.monotonic() - start:.1f}s after a simultaneous start")
+        report(f"rabbitmq {server_versions().rabbitmq} ({TIER}, 3 nodes): all nodes booted, clustered, their users "
+               f"reconciled and healthy {time.monotonic() - start:.1f}s after a simultaneous start")
         yield cl
 
 
@@ -237,18 +231,43 @@ def test_default_queue_type_matches_the_server_version(cluster: Cluster) -> None
                "declared without x-queue-type is classic (quorum needs it explicitly)")
 
 
-def test_guest_is_refused_and_the_admin_logs_in(cluster: Cluster) -> None:
-    """The admin from the environment logs in on every node; guest/guest is refused at login (AMQP PLAIN), from
-    another host and on the node itself, where loopback_users would let an existing guest in: there is none."""
-    admin = cluster.client_run({"mode": "logins", "urls": list(cluster.urls.values())})["results"]
+def test_guest_is_refused_and_the_apps_and_the_admin_log_in(cluster: Cluster) -> None:
+    """The applications' user (the services' RABBITMQ_URLS) and the admin log in on every node; guest/guest is
+    refused at login (AMQP PLAIN), from another host and on the node itself, where loopback_users would let an
+    existing guest in: there is none."""
+    env = cluster.node_env["rabbitmq-1"]
+    admin_urls = [u.replace(f"{env['BANYAN_RABBITMQ_APP_USER']}:{env['BANYAN_RABBITMQ_APP_PASSWORD']}@",
+                            f"{env['BANYAN_RABBITMQ_ADMIN_USER']}:{env['BANYAN_RABBITMQ_ADMIN_PASSWORD']}@")
+                  for u in cluster.urls.values()]
+    assert admin_urls != list(cluster.urls.values()), "the services must not hold the administrator's password"
+    admin = cluster.client_run({"mode": "logins", "urls": [*cluster.urls.values(), *admin_urls]})["results"]
     guest = [*cluster.client_run({"mode": "logins", "urls": ["amqp://guest:guest@rabbitmq-1:5672/"]})["results"],
              *cluster.client_run({"mode": "logins", "urls": ["amqp://guest:guest@127.0.0.1:5672/"]},
                                  on=cluster.nodes["rabbitmq-1"])["results"]]
-    problems = [f"admin refused: {r}" for r in admin if not r["ok"]]
+    problems = [f"app or admin refused: {r}" for r in admin if not r["ok"]]
     problems += [f"guest not refused at login: {r}" for r in guest
                  if r["ok"] or not r["auth_refused"] or PLAIN_REFUSED not in r["error"]]
     assert not problems, "\n".join(problems)
 
+
+def test_the_apps_user_has_its_vhost_only_and_no_management_tags(cluster: Cluster) -> None:
+    """Least privilege: the applications' user may configure, write and read on its vhost, holds no tags (so the
+    management API refuses it), and has no permission anywhere else; the administrator keeps both."""
+    env = cluster.node_env["rabbitmq-1"]
+    app, admin = env["BANYAN_RABBITMQ_APP_USER"], env["BANYAN_RABBITMQ_ADMIN_USER"]
+    users = {u["user"]: u["tags"] for u in cluster.ctl_json("rabbitmq-1", "list_users")}
+    assert users.get(app) == [] and users.get(admin) == ["administrator"], users
+    assert "guest" not in users, users
+    perms = cluster.ctl_json("rabbitmq-1", "list_user_permissions", app)
+    assert perms == [{"vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}], perms
+    cluster.ctl("rabbitmq-1", "add_vhost", "banyan-other")
+    try:
+        url = cluster.urls["rabbitmq-1"]
+        other = cluster.client_run({"mode": "logins", "urls": [url.rstrip("/") + "/banyan-other"]})["results"]
+        assert other and not other[0]["ok"], f"the apps' user reached another vhost: {other}"
+        assert "NOT_ALLOWED - access to vhost 'banyan-other' refused for user" in other[0]["error"], other
+    finally:
+        cluster.ctl("rabbitmq-1", "delete_vhost", "banyan-other")
 
 def test_quorum_queue_keeps_every_confirmed_message_when_its_leader_dies(cluster: Cluster) -> None:
     """Runs last: it kills a node. Publisher confirms + a replicated queue: nothing lost, nothing twice."""
@@ -475,3 +494,4 @@ def _main(args: dict[str, Any]) -> int:
 if __name__ == "__main__":
     with contextlib.suppress(BrokenPipeError):
         sys.exit(_main(json.loads(sys.argv[1])))
+

@@ -39,12 +39,12 @@ def all_texts(spec: PostgresSpec) -> dict[str, str]:
     texts = {
         "postgresql.conf": config.render_postgresql_conf(spec),
         "pg_hba.conf": config.render_pg_hba_conf(spec),
-        "init": config.render_primary_init_script(spec),
+        "entrypoint": config.render_entrypoint(spec),
         "health": config.health_command(spec),
     }
     for i in range(1, spec.replicas + 1):
         texts[f"replica-{i}.conf"] = config.render_postgresql_conf(spec, i)
-        texts[f"replica-{i}-entrypoint"] = config.render_replica_entrypoint(spec, i)
+        texts[f"replica-{i}-entrypoint"] = config.render_entrypoint(spec, i)
         texts[f"replica-{i}-health"] = config.health_command(spec, i)
     return texts
 
@@ -122,7 +122,7 @@ def test_unknown_replica_index_is_refused() -> None:
     with pytest.raises(ValueError, match="replica 3 does not exist"):
         config.render_postgresql_conf(spec, spec.replicas + 1)
     with pytest.raises(ValueError, match="replica 0"):
-        config.render_replica_entrypoint(spec, 0)
+        config.render_entrypoint(spec, 0)
 
 
 @pytest.mark.parametrize(("version", "mount", "pgdata"), [
@@ -157,7 +157,7 @@ def test_no_trust_over_tcp(tier: str) -> None:
             assert method in {"scram-sha-256", "reject"}, row
         else:
             assert kind == "local", row
-    assert any(r[0] == "local" and r[-1] == "trust" for r in rows), "the image's init needs the trusted socket"
+    assert any(r[0] == "local" and r[-1] == "trust" for r in rows), "the entrypoint's reconciliation needs it"
 
 
 def test_replication_only_for_the_replication_role() -> None:
@@ -181,19 +181,33 @@ def test_first_match_rejects_superuser_and_replication_role_sessions() -> None:
     assert first_match(spec.user, spec.database) == "scram-sha-256"
 
 
-# ---- primary init ------------------------------------------------------------------------------
+# ---- what the primary reconciles at every start ------------------------------------------------
 
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_one_slot_per_replica_named_after_it(tier: str) -> None:
     spec = pg_spec(tier)
-    init = config.render_primary_init_script(spec)
-    # Reserved at creation (immediately_reserve => true): WAL is held before the replica's first use.
-    created = re.findall(r"pg_create_physical_replication_slot\('([a-z0-9_]+)', true\)", init)
+    sql = config.render_reconcile_sql(spec)
+    # Reserved at creation (immediately_reserve => true): WAL is held before the replica's first use; only
+    # where the slot is missing, since this runs at every start.
+    created = re.findall(r"pg_create_physical_replication_slot\('([a-z0-9_]+)', true\) "
+                         r"WHERE NOT EXISTS \(SELECT FROM pg_replication_slots WHERE slot_name = '\1'\)", sql)
     assert created == [config.slot_name(r) for r in spec.replica_names]
     assert len(set(created)) == spec.replicas
     for i, slot in enumerate(created, start=1):
-        assert re.search(rf"^slot={slot}$", config.render_replica_entrypoint(spec, i), re.M)
+        assert re.search(rf"^slot={slot}$", config.render_entrypoint(spec, i), re.M)
+
+
+def test_slots_of_replicas_the_spec_no_longer_has_are_dropped_when_inactive() -> None:
+    sql = config.render_reconcile_sql(pg_spec("medium"))
+    drop = sql[sql.index("pg_drop_replication_slot"):]
+    # Only our own naming, only inactive ones, never one the spec still has.
+    assert "slot_name ~ '^postgres_replica_[0-9]+$'" in drop
+    assert "NOT active" in drop
+    assert "ARRAY['postgres_replica_1', 'postgres_replica_2']" in drop
+    assert re.search(r"^postgres_replica_[0-9]+$", config.slot_name("postgres-replica-12"))
+    small = config.render_reconcile_sql(pg_spec("small"))
+    assert "ARRAY[]::text[]" in small, "no replica: every slot of ours that is inactive goes"
 
 
 def test_slot_names_are_valid_identifiers() -> None:
@@ -201,24 +215,30 @@ def test_slot_names_are_valid_identifiers() -> None:
     assert re.fullmatch(r"[a-z0-9_]{1,63}", config.slot_name("x" * 80 + "-replica-15"))
 
 
-def test_init_creates_roles_and_database_from_the_spec() -> None:
+def test_reconcile_creates_what_is_missing_and_resets_passwords_every_time() -> None:
     spec = pg_spec(user="app-user", database="app-db")
-    init = config.render_primary_init_script(spec)
-    assert 'CREATE ROLE "app-user" WITH LOGIN PASSWORD :\'app_password\';' in init
-    assert f'CREATE ROLE "{spec.replication_user}" WITH REPLICATION LOGIN PASSWORD :\'replication_password\';' in init
-    assert 'CREATE DATABASE "app-db" OWNER "app-user";' in init
+    sql = config.render_reconcile_sql(spec)
+    assert ("SELECT format('CREATE ROLE %I', 'app-user') WHERE NOT EXISTS "
+            "(SELECT FROM pg_roles WHERE rolname = 'app-user')\n\\gexec") in sql
+    assert 'ALTER ROLE "app-user" WITH LOGIN NOSUPERUSER NOREPLICATION PASSWORD :\'app_password\';' in sql
+    assert (f'ALTER ROLE "{spec.replication_user}" WITH LOGIN NOSUPERUSER REPLICATION '
+            "PASSWORD :'replication_password';") in sql
+    assert "SELECT format('CREATE DATABASE %I OWNER %I', 'app-db', 'app-user')" in sql
+    assert "WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app-db')" in sql
+    # Nothing here may fail on its second run: every CREATE is guarded.
+    assert not re.search(r"^CREATE ", sql, re.M)
 
 
 @pytest.mark.parametrize("role", ["user", "replication_user"])
 def test_the_superuser_name_is_not_reused(role: str) -> None:
     with pytest.raises(ValueError, match="superuser"):
-        config.render_primary_init_script(pg_spec(**{role: config.SUPERUSER}))
+        config.render_reconcile_sql(pg_spec(**{role: config.SUPERUSER}))
 
 
 def test_roles_must_differ() -> None:
     spec = pg_spec()
     with pytest.raises(ValueError, match="differ"):
-        config.render_replica_entrypoint(pg_spec(user=spec.replication_user), 1)
+        config.render_entrypoint(pg_spec(user=spec.replication_user), 1)
 
 
 # ---- no secrets, valid shell -------------------------------------------------------------------
@@ -227,24 +247,25 @@ def test_roles_must_differ() -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_no_secret_material_in_rendered_text(tier: str) -> None:
     for name, text in all_texts(pg_spec(tier)).items():
-        # The replica's own guard greps for the very pattern it forbids.
-        lines = [line for line in text.splitlines() if "grep -q 'password='" not in line]
+        # The replica's own guard greps for the very pattern it forbids; the health check hands psql the
+        # application's password from the container's environment, by reference.
+        by_reference = f'PGPASSWORD="${config.APP_PASSWORD_ENV}"'
+        lines = [line.replace(by_reference, "") for line in text.splitlines() if "grep -q 'password='" not in line]
         assert not any(re.search(r"password\s*=", line, re.I) for line in lines), name
         assert not re.search(r"PASSWORD\s+'", text), name
-        assert "PGPASSWORD=" not in text, name
         assert "mocksecret" not in text, name
-    init = config.render_primary_init_script(pg_spec(tier))
+    entrypoint = config.render_entrypoint(pg_spec(tier))
     # Passwords reach psql from the environment only.
-    assert f'"${config.APP_PASSWORD_ENV}"' in init
-    assert f'"${config.REPLICATION_PASSWORD_ENV}"' in init
+    assert f'"${config.APP_PASSWORD_ENV}"' in entrypoint
+    assert f'"${config.REPLICATION_PASSWORD_ENV}"' in entrypoint
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX sh on this machine")
 @pytest.mark.parametrize("tier", TIERS)
 def test_scripts_parse_with_sh_n(tier: str, tmp_path: Path) -> None:
     spec = pg_spec(tier)
-    scripts = {"init.sh": config.render_primary_init_script(spec)}
-    scripts |= {f"replica-{i}.sh": config.render_replica_entrypoint(spec, i) for i in range(1, spec.replicas + 1)}
+    scripts = {"primary.sh": config.render_entrypoint(spec)}
+    scripts |= {f"replica-{i}.sh": config.render_entrypoint(spec, i) for i in range(1, spec.replicas + 1)}
     scripts["health.sh"] = config.health_command(spec, 1) if spec.replicas else config.health_command(spec)
     for name, text in scripts.items():
         path = tmp_path / name
@@ -253,16 +274,17 @@ def test_scripts_parse_with_sh_n(tier: str, tmp_path: Path) -> None:
         assert result.returncode == 0, f"{name}: {result.stderr}"
 
 
-def test_health_checks_use_tcp_and_replicas_check_recovery() -> None:
+def test_health_checks_authenticate_as_the_app_over_tcp_and_replicas_check_recovery() -> None:
     spec = pg_spec()
     primary = config.health_command(spec)
-    # The image's init server listens on the socket only: the socket would report ready too early.
-    assert "-h 127.0.0.1" in primary
-    assert f"-p {spec.port}" in primary
-    assert "pg_is_in_recovery" not in primary
-    replica = config.health_command(spec, 1)
-    assert replica.startswith(primary + " && ")
-    assert "pg_is_in_recovery()" in replica
+    # The entrypoint's temporary server listens on the socket only, and reconciles before the real one
+    # listens on TCP: a TCP login as the application proves its role, password and database.
+    for check in (primary, config.health_command(spec, 1)):
+        assert "-h 127.0.0.1" in check and f"-p {spec.port}" in check
+        assert f"-U {spec.user} -d {spec.database}" in check
+        assert f'PGPASSWORD="${config.APP_PASSWORD_ENV}"' in check
+    assert "'SELECT 1')\" = 1 ]" in primary and "pg_is_in_recovery" not in primary
+    assert "'SELECT pg_is_in_recovery()')\" = t ]" in config.health_command(spec, 1)
 
 
 def test_server_command_points_at_the_uploaded_files() -> None:
@@ -291,29 +313,46 @@ def stubs(tmp_path: Path) -> tuple[Path, Path, Stub]:
         path.write_text(f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> "{calls}"\n{body}\n')
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
-    for name in ("psql", "sleep", "chown"):
+    for name in ("psql", "sleep", "chown", "pg_ctl"):
         stub(name)
     # Run as root, the script steps down through gosu (or su-exec): the stand-in just runs the command.
     for name in ("gosu", "su-exec"):
         stub(name, 'shift; exec "$@"')
     stub("pg_isready")
-    # pg_basebackup writes what the real one would: a data directory with -R's files.
+    # pg_basebackup and initdb write what the real ones would: a data directory (with -R's files).
     stub("pg_basebackup", 'd=${1#--pgdata=}; mkdir -p "$d"; echo 15 > "$d/PG_VERSION"; touch "$d/standby.signal"; '
                           "echo \"primary_slot_name = 'x'\" > \"$d/postgresql.auto.conf\"")
-    stub("docker-entrypoint.sh", 'echo "env-password=${POSTGRES_REPLICATION_PASSWORD:-unset}"')
+    stub("initdb", 'd=${1#--pgdata=}; mkdir -p "$d"; echo 15 > "$d/PG_VERSION"')
+    stub("postgres", 'echo "env-password=${POSTGRES_REPLICATION_PASSWORD:-unset}"')
     return bin_dir, calls, stub
+
+
+def _entrypoint(tmp_path: Path, replica: int | None) -> Path:
+    """The rendered entrypoint, with only the socket directory (and the passfile in it) moved into the test's
+    temporary directory: the script creates and chmods it."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    script = config.render_entrypoint(pg_spec("medium"), replica).replace(config.SOCKET_DIR, str(run))
+    path = tmp_path / "entrypoint.sh"
+    path.write_text(script)
+    return path
+
+
+def run_primary_entrypoint(tmp_path: Path, bin_dir: Path, pgdata: Path,
+                           **env_changes: str | None) -> subprocess.CompletedProcess[str]:
+    env: dict[str, str | None] = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PGDATA": str(pgdata),
+                                  "PGPORT": "5432", config.APP_PASSWORD_ENV: "app",
+                                  config.REPLICATION_PASSWORD_ENV: "repl", **env_changes}
+    return subprocess.run(["sh", str(_entrypoint(tmp_path, None)), "postgres", "-c", "config_file=x"],
+                          env={k: v for k, v in env.items() if v is not None}, capture_output=True, text=True,
+                          check=False, timeout=60)
 
 
 def run_replica_entrypoint(tmp_path: Path, bin_dir: Path, pgdata: Path, password: str = "pw",
                            **extra_env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    spec = pg_spec("medium")
-    passfile = tmp_path / "run" / "replication.pgpass"
-    passfile.parent.mkdir(exist_ok=True)
-    # Only the passfile's directory moves, to stay inside the test's temporary directory.
-    script = config.render_replica_entrypoint(spec, 1).replace(config.REPLICATION_PASSFILE, str(passfile))
-    path = tmp_path / "entrypoint.sh"
-    path.write_text(script)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PGDATA": str(pgdata),
+    path = _entrypoint(tmp_path, 1)
+    passfile = Path(config.REPLICATION_PASSFILE.replace(config.SOCKET_DIR, str(tmp_path / "run")))
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PGDATA": str(pgdata), "PGPORT": "5432",
            config.REPLICATION_PASSWORD_ENV: password, "PGPASSWORD": "must-not-be-used", **extra_env}
     result = subprocess.run(["sh", str(path), "postgres", "-c", "config_file=x"], env=env, capture_output=True,
                             text=True, check=False, timeout=60)
@@ -348,9 +387,9 @@ def test_replica_seeds_an_empty_data_directory_then_starts(tmp_path: Path, stubs
     assert "CREATE_REPLICATION_SLOT postgres_replica_1 PHYSICAL RESERVE_WAL" in log
     assert "replication=true" in log
     assert (pgdata / "PG_VERSION").exists() and (pgdata / "standby.signal").exists()
-    assert not (pgdata.parent / "basebackup.partial").exists()
-    # The image's entrypoint gets the server's arguments, without the password in its environment.
-    assert "docker-entrypoint.sh postgres -c config_file=x" in log
+    assert not (pgdata.parent / "replica.partial").exists()
+    # The server gets its arguments, without the password in its environment.
+    assert "\npostgres -c config_file=x\n" in log
     assert "env-password=unset" in result.stdout
     # `:` and `\` escaped, owner-only.
     assert passfile.read_text() == f"{spec.primary_name}:{spec.port}:replication:{spec.replication_user}:a\\:b\\\\c\n"
@@ -367,7 +406,7 @@ def test_replica_with_data_just_starts(tmp_path: Path, stubs: tuple[Path, Path, 
     assert result.returncode == 0, result.stderr
     log = calls.read_text()
     assert "pg_basebackup" not in log and "pg_isready" not in log
-    assert "docker-entrypoint.sh postgres" in log
+    assert "\npostgres -c config_file=x\n" in log
     assert passfile.exists(), "the passfile is rewritten on every start, so a rotated password applies"
 
 
@@ -381,7 +420,7 @@ def test_replica_waits_for_the_primary_a_bounded_number_of_times(
     assert result.returncode != 0
     log = calls.read_text()
     assert log.count("pg_isready") == config.READY_ATTEMPTS
-    assert "pg_basebackup" not in log and "docker-entrypoint.sh" not in log
+    assert "pg_basebackup" not in log and "\npostgres " not in log
     assert "not accepting connections" in result.stderr
 
 
@@ -409,45 +448,92 @@ def test_replica_drops_a_seed_whose_conninfo_holds_a_password(
     pgdata = tmp_path / "volume" / "pgdata"
     result, _ = run_replica_entrypoint(tmp_path, bin_dir, pgdata)
     assert result.returncode != 0
-    assert not pgdata.exists() and not (pgdata.parent / "basebackup.partial").exists()
-    assert "docker-entrypoint.sh" not in calls.read_text()
+    assert not pgdata.exists() and not (pgdata.parent / "replica.partial").exists()
+    assert "\npostgres " not in calls.read_text()
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash (the image's entrypoint shell) here")
-@pytest.mark.parametrize("missing", [config.APP_PASSWORD_ENV, config.REPLICATION_PASSWORD_ENV])
-def test_init_sourced_by_the_entrypoint_stops_it_without_a_password(
-    missing: str, tmp_path: Path, stubs: tuple[Path, Path, Stub]
-) -> None:
-    bin_dir, calls, stub = stubs
-    stub("psql")
-    init = tmp_path / "init.sh"
-    init.write_text(config.render_primary_init_script(pg_spec()))
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", config.APP_PASSWORD_ENV: "a",
-           config.REPLICATION_PASSWORD_ENV: "r"}
-    env.pop(missing)
-    # As the image's entrypoint does with a *.sh it may not execute: source it under `set -Eeo pipefail`.
-    entrypoint = 'set -Eeo pipefail; . "$1"; echo entrypoint-continued'
-    result = subprocess.run(["bash", "-c", entrypoint, "_", str(init)], env=env, capture_output=True, text=True,
-                            check=False)
-    assert result.returncode != 0
-    assert "entrypoint-continued" not in result.stdout
-    assert missing in result.stderr
-    assert "psql" not in calls.read_text()
+needs_sh = pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX sh on this machine")
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash (the image's entrypoint shell) here")
-def test_init_sourced_leaves_the_entrypoint_shell_as_it_was(tmp_path: Path, stubs: tuple[Path, Path, Stub]) -> None:
-    bin_dir, calls, stub = stubs
-    stub("psql")
-    init = tmp_path / "init.sh"
-    init.write_text(config.render_primary_init_script(pg_spec()))
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", config.APP_PASSWORD_ENV: "a",
-           config.REPLICATION_PASSWORD_ENV: "r"}
-    entrypoint = 'set -Eeo pipefail; . "$1"; echo "continued options=$-"; echo "${UNSET_VARIABLE}"'
-    result = subprocess.run(["bash", "-c", entrypoint, "_", str(init)], env=env, capture_output=True, text=True,
-                            check=False)
+@needs_sh
+def test_primary_initialises_an_empty_volume_atomically_then_reconciles_then_starts(
+        tmp_path: Path, stubs: tuple[Path, Path, Stub]) -> None:
+    bin_dir, calls, _ = stubs
+    pgdata = tmp_path / "volume" / "pgdata"
+    result = run_primary_entrypoint(tmp_path, bin_dir, pgdata)
     assert result.returncode == 0, result.stderr
-    # `set -u` inside the script must not leak into the entrypoint (it reads unset variables later).
-    assert "continued options=" in result.stdout
-    assert "u" not in result.stdout.split("continued options=")[1].split()[0]
-    assert "psql -v ON_ERROR_STOP=1" in calls.read_text()
+    log = calls.read_text().splitlines()
+    initdb = next(line for line in log if line.startswith("initdb"))
+    # Into a staging directory beside PGDATA, renamed into place only once complete.
+    assert f"--pgdata={pgdata.parent / 'primary.partial'}" in initdb
+    assert "--data-checksums" in initdb and "--username=postgres" in initdb
+    assert (pgdata / "PG_VERSION").exists() and not (pgdata.parent / "primary.partial").exists()
+    starts = [i for i, line in enumerate(log) if line.startswith("pg_ctl") and line.endswith(" start")]
+    stops = [i for i, line in enumerate(log) if line.startswith("pg_ctl") and " stop" in line]
+    reconcile = next(i for i, line in enumerate(log) if line.startswith("psql") and "--dbname postgres" in line)
+    server = log.index("postgres -c config_file=x")
+    assert starts[0] < reconcile < stops[0] < server
+    assert "listen_addresses=''" in log[starts[0]], "the temporary server listens on the socket only"
+    assert "env-password=unset" in result.stdout, "the replication password stays out of the server's env"
+
+
+@needs_sh
+def test_primary_with_data_reconciles_at_every_start(tmp_path: Path, stubs: tuple[Path, Path, Stub]) -> None:
+    """A retained volume under new passwords (destroy, then up) or a first init cut short before its roles
+    existed: either way the roles, passwords, database and slots are made true before the server starts."""
+    bin_dir, calls, _ = stubs
+    pgdata = tmp_path / "volume" / "pgdata"
+    pgdata.mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("16\n")
+    result = run_primary_entrypoint(tmp_path, bin_dir, pgdata)
+    assert result.returncode == 0, result.stderr
+    log = calls.read_text()
+    assert "initdb" not in log
+    assert "--dbname postgres" in log and "\npostgres -c config_file=x\n" in log
+
+
+@needs_sh
+def test_primary_redoes_an_init_that_was_cut_short(tmp_path: Path, stubs: tuple[Path, Path, Stub]) -> None:
+    bin_dir, calls, _ = stubs
+    pgdata = tmp_path / "volume" / "pgdata"
+    half = pgdata.parent / "primary.partial"
+    half.mkdir(parents=True)
+    (half / "base").mkdir()  # what a killed initdb leaves: files, and no PG_VERSION where PGDATA is
+    result = run_primary_entrypoint(tmp_path, bin_dir, pgdata)
+    assert result.returncode == 0, result.stderr
+    assert "initdb" in calls.read_text()
+    assert (pgdata / "PG_VERSION").exists() and not (pgdata / "base").exists()
+
+
+@needs_sh
+def test_primary_refuses_to_initialise_over_foreign_files(tmp_path: Path, stubs: tuple[Path, Path, Stub]) -> None:
+    bin_dir, calls, _ = stubs
+    pgdata = tmp_path / "volume" / "pgdata"
+    pgdata.mkdir(parents=True)
+    (pgdata / "something").write_text("x")
+    result = run_primary_entrypoint(tmp_path, bin_dir, pgdata)
+    assert result.returncode != 0 and "refusing" in result.stderr
+    assert "initdb" not in calls.read_text()
+
+
+@needs_sh
+def test_a_failed_reconciliation_stops_the_temporary_server_and_never_starts(
+        tmp_path: Path, stubs: tuple[Path, Path, Stub]) -> None:
+    bin_dir, calls, stub = stubs
+    stub("psql", 'echo "ERROR:  permission denied" >&2; exit 3')
+    result = run_primary_entrypoint(tmp_path, bin_dir, tmp_path / "volume" / "pgdata")
+    assert result.returncode != 0
+    log = calls.read_text()
+    assert " stop" in log.split("psql", 1)[1], "the temporary server is stopped on the way out"
+    assert "\npostgres " not in log
+
+
+@needs_sh
+@pytest.mark.parametrize("missing", [config.APP_PASSWORD_ENV, config.REPLICATION_PASSWORD_ENV])
+def test_the_primary_does_not_start_without_a_password(
+        missing: str, tmp_path: Path, stubs: tuple[Path, Path, Stub]) -> None:
+    bin_dir, calls, _ = stubs
+    result = run_primary_entrypoint(tmp_path, bin_dir, tmp_path / "volume" / "pgdata", **{missing: None})
+    assert result.returncode != 0
+    assert missing in result.stderr
+    assert calls.read_text() == "", "nothing ran: no initdb, no server"

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pulumi
-import pulumi_docker as docker
 import pytest
 
 from components.postgres import PostgresCluster, config
-from components.secrets import PlatformSecrets
-from components.target import DockerTarget
 from model.spec import PlatformSpec
-from testkit import RecordedResource, Rendering, Secret, render_program, walk_plain
-from tests.helpers import spec_for
+from testkit import Rendering, Secret, walk_plain
+from testkit.component import render_component
+from tests.helpers import env_of, spec_for, uploads, waited_on_output
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
@@ -21,14 +16,9 @@ NAME = "platform-postgres"
 
 
 def render(spec: PlatformSpec) -> Rendering:
-    def program() -> None:
-        secrets = PlatformSecrets("secrets")
-        network = docker.Network("network", name="net")
-        parent = pulumi.ComponentResource("test:index:Root", "root")
-        target = DockerTarget(spec=spec, network=network, parent=parent, name="platform")
-        PostgresCluster(NAME, spec.postgres, passwords=secrets.postgres, target=target)
-
-    return render_program(program, {}, project=spec.project, stack=spec.stack)
+    rendering, _ = render_component(spec, lambda s: PostgresCluster(
+        NAME, spec.postgres, passwords=s.secrets.postgres, target=s.target, opts=s.child))
+    return rendering
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +27,12 @@ def medium() -> tuple[PlatformSpec, Rendering]:
     return spec, render(spec)
 
 
-def uploads(container: RecordedResource) -> dict[str, dict[str, Any]]:
-    return {u["file"]: u for u in container.plain_inputs["uploads"]}
-
-
 def test_one_container_and_volume_per_instance(medium: tuple[PlatformSpec, Rendering]) -> None:
     spec, r = medium
     pg = spec.postgres
     containers = r.named_like(CONTAINER, NAME)
-    assert sorted(c.inputs["name"] for c in containers) == sorted(pg.instance_names)
+    assert sorted(c.inputs["hostname"] for c in containers) == sorted(pg.instance_names)
+    assert all(c.inputs["name"] == f"banyan-{spec.stack}-{c.inputs['hostname']}" for c in containers)
     assert {c.name for c in containers} == {f"{NAME}-primary", *(f"{NAME}-replica-{i}" for i in (1, 2))}
     volumes = r.named_like(VOLUME, NAME)
     assert {v.name for v in volumes} == {f"{NAME}-primary-data", f"{NAME}-replica-1-data", f"{NAME}-replica-2-data"}
@@ -71,10 +58,11 @@ def test_replicas_start_after_the_primary(medium: tuple[PlatformSpec, Rendering]
         replica = r.get(CONTAINER, f"{NAME}-replica-{i}")
         assert primary.urn in replica.depends_on
         assert replica.inputs["wait"] is True
-        assert replica.inputs["entrypoints"] == [config.REPLICA_ENTRYPOINT_PATH]
+        assert replica.inputs["entrypoints"] == [config.ENTRYPOINT_PATH]
         assert replica.inputs["command"] == config.server_command()
     assert primary.inputs["wait"] is True
-    assert "entrypoints" not in primary.inputs
+    # Our entrypoint, not the image's: every start reconciles credentials, whatever image runs it.
+    assert primary.inputs["entrypoints"] == [config.ENTRYPOINT_PATH]
 
 
 def test_passwords_travel_only_as_secrets(medium: tuple[PlatformSpec, Rendering]) -> None:
@@ -83,25 +71,26 @@ def test_passwords_travel_only_as_secrets(medium: tuple[PlatformSpec, Rendering]
         assert isinstance(c.inputs["envs"], Secret)
         for path, value in walk_plain(c.inputs):
             assert "mocksecret" not in str(value), path
-    primary_env = r.get(CONTAINER, f"{NAME}-primary").plain_inputs["envs"]
-    names = {e.split("=", 1)[0] for e in primary_env}
-    assert {"POSTGRES_PASSWORD", config.APP_PASSWORD_ENV, config.REPLICATION_PASSWORD_ENV} <= names
-    replica_env = r.get(CONTAINER, f"{NAME}-replica-1").plain_inputs["envs"]
-    assert {e.split("=", 1)[0] for e in replica_env} == {"PGDATA", "PGPORT", config.REPLICATION_PASSWORD_ENV}
+    names = set(env_of(r.get(CONTAINER, f"{NAME}-primary"), secret=True))
+    # No superuser password: the bootstrap superuser is reached over the trusted socket only.
+    assert names == {"PGDATA", "PGPORT", config.APP_PASSWORD_ENV, config.REPLICATION_PASSWORD_ENV}
+    replica_env = env_of(r.get(CONTAINER, f"{NAME}-replica-1"), secret=True)
+    # The application's password serves the health check, which logs in as the application would.
+    assert set(replica_env) == {"PGDATA", "PGPORT", config.REPLICATION_PASSWORD_ENV, config.APP_PASSWORD_ENV}
 
 
 def test_uploaded_files_are_the_rendered_ones(medium: tuple[PlatformSpec, Rendering]) -> None:
     spec, r = medium
     pg = spec.postgres
     primary = uploads(r.get(CONTAINER, f"{NAME}-primary"))
-    assert primary[config.CONF_PATH]["content"] == config.render_postgresql_conf(pg)
-    assert primary[config.HBA_PATH]["content"] == config.render_pg_hba_conf(pg)
-    assert primary[config.INIT_PATH]["content"] == config.render_primary_init_script(pg)
-    assert primary[config.INIT_PATH]["executable"] is True
+    assert primary[config.CONF_PATH].content == config.render_postgresql_conf(pg)
+    assert primary[config.HBA_PATH].content == config.render_pg_hba_conf(pg)
+    assert primary[config.ENTRYPOINT_PATH].content == config.render_entrypoint(pg)
+    assert primary[config.ENTRYPOINT_PATH].executable is True
     replica = uploads(r.get(CONTAINER, f"{NAME}-replica-2"))
-    assert replica[config.CONF_PATH]["content"] == config.render_postgresql_conf(pg, 2)
-    assert replica[config.REPLICA_ENTRYPOINT_PATH]["content"] == config.render_replica_entrypoint(pg, 2)
-    assert config.INIT_PATH not in replica
+    assert replica[config.CONF_PATH].content == config.render_postgresql_conf(pg, 2)
+    assert replica[config.ENTRYPOINT_PATH].content == config.render_entrypoint(pg, 2)
+    assert set(primary) == set(replica) == {config.CONF_PATH, config.HBA_PATH, config.ENTRYPOINT_PATH}
 
 
 def test_health_checks(medium: tuple[PlatformSpec, Rendering]) -> None:
@@ -114,18 +103,19 @@ def test_health_checks(medium: tuple[PlatformSpec, Rendering]) -> None:
 
 def test_outputs(medium: tuple[PlatformSpec, Rendering]) -> None:
     spec, r = medium
-    outputs = r.get("banyan:index:PostgresCluster", NAME).outputs
+    component = r.get("banyan:index:PostgresCluster", NAME)
+    outputs = component.outputs
     assert outputs["primary_host"] == spec.postgres.primary_name
     assert outputs["replica_hosts"] == list(spec.postgres.replica_names)
     assert (outputs["port"], outputs["database"], outputs["user"]) == (5432, "banyan", "banyan")
-    assert len(outputs["wait_on"]) == 3
+    assert len(waited_on_output(component)) == 3
 
 
 def test_small_tier_has_a_primary_only() -> None:
     spec = spec_for("dev", tier="small")
     r = render(spec)
-    assert [c.inputs["name"] for c in r.named_like(CONTAINER, NAME)] == [spec.postgres.primary_name]
-    assert "pg_create_physical_replication_slot" not in config.render_primary_init_script(spec.postgres)
+    assert [c.inputs["hostname"] for c in r.named_like(CONTAINER, NAME)] == [spec.postgres.primary_name]
+    assert "pg_create_physical_replication_slot" not in config.render_reconcile_sql(spec.postgres)
 
 
 def test_two_renders_are_identical() -> None:
@@ -138,9 +128,6 @@ def test_two_renders_are_identical() -> None:
 def test_other_targets_are_refused() -> None:
     spec = spec_for("dev")
 
-    def program() -> None:
-        secrets = PlatformSecrets("secrets")
-        PostgresCluster(NAME, spec.postgres, passwords=secrets.postgres, target=object())  # type: ignore[arg-type]
-
     with pytest.raises(Exception, match="DockerTarget or a KubernetesTarget"):
-        render_program(program, {}, project=spec.project, stack=spec.stack)
+        render_component(spec, lambda s: PostgresCluster(
+            NAME, spec.postgres, passwords=s.secrets.postgres, target=object(), opts=s.child))  # type: ignore[arg-type]

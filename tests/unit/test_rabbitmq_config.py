@@ -14,6 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components.rabbitmq.config import (
+    ADMIN_PASSWORD_ENV,
+    ADMIN_USER_ENV,
+    APP_PASSWORD_ENV,
+    APP_USER_ENV,
     COOKIE_ENV,
     disk_free_limit_mib,
     partition_handling,
@@ -193,34 +197,66 @@ def test_enabled_plugins_is_an_erlang_list_with_management() -> None:
     assert re.fullmatch(r"\[[a-z_]+(,[a-z_]+)*\]\.\n", text), text
     plugins = text.strip()[1:-2].split(",")
     assert "rabbitmq_management" in plugins
+    # The file replaces the image's own, which enables the Prometheus plugin: it must stay on.
+    assert "rabbitmq_prometheus" in plugins
     # Classic-config discovery is part of the broker; a discovery plugin would only add a backend we do not use.
     assert not [p for p in plugins if p.startswith("rabbitmq_peer_discovery")]
     assert render_enabled_plugins(mq(version="3.10")) == text
 
 
+USERS_ENV = {ADMIN_USER_ENV: "banyan-admin", ADMIN_PASSWORD_ENV: "adminpw", APP_USER_ENV: "banyan-app",
+             APP_PASSWORD_ENV: "apppw"}
+
+
 @pytest.fixture
 def entrypoint_sandbox(tmp_path: Path) -> dict[str, Path]:
-    """The rendered entrypoint with stand-ins for the image's entrypoint and chown, which record what they got."""
+    """The rendered entrypoint with stand-ins for rabbitmq-server, rabbitmqctl, gosu and chown, which record
+    what they got. The rabbitmqctl stand-in knows the users listed in `users` (one name a line) and accepts
+    the logins listed in `logins` (`name password` a line)."""
     bin_dir, home = tmp_path / "bin", tmp_path / "home"
     bin_dir.mkdir()
     home.mkdir()
     script = tmp_path / "entrypoint.sh"
     script.write_text(render_entrypoint())
-    seen, chowned = tmp_path / "seen", tmp_path / "chowned"
-    (bin_dir / "docker-entrypoint.sh").write_text(
+    seen, chowned, ctl = tmp_path / "seen", tmp_path / "chowned", tmp_path / "ctl"
+    users, logins = tmp_path / "users", tmp_path / "logins"
+    users.write_text("guest\n")
+    logins.touch()
+    (bin_dir / "rabbitmq-server").write_text(
         f'#!/bin/sh\necho "args=$*" > {seen}\necho "cookie_env=${{{COOKIE_ENV}-unset}}" >> {seen}\n'
+        f'echo "admin_password_env=${{{ADMIN_PASSWORD_ENV}-unset}}" >> {seen}\n'
     )
-    (bin_dir / "chown").write_text(f'#!/bin/sh\necho "$*" > {chowned}\n')
+    # Passwords arrive on standard input (recorded after `<`), never as arguments.
+    (bin_dir / "rabbitmqctl").write_text(f"""#!/bin/sh
+[ "$1" = -q ] && shift
+case "$1" in
+  authenticate_user|add_user|change_password) pw=$(cat); echo "$* < $pw" >> {ctl} ;;
+  *) echo "$*" >> {ctl} ;;
+esac
+case "$1" in
+  authenticate_user) grep -qx "$2 $pw" {logins} ;;
+  list_users) while read -r u; do printf '%s\\t[]\\n' "$u"; done < {users} ;;
+  add_user) echo "$2" >> {users}; echo "$2 $pw" >> {logins} ;;
+  change_password) echo "$2 $pw" >> {logins} ;;
+esac
+""")
+    (bin_dir / "chown").write_text(f'#!/bin/sh\necho "$*" >> {chowned}\n')
+    (bin_dir / "gosu").write_text('#!/bin/sh\nshift\nexec "$@"\n')
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    return {"script": script, "bin": bin_dir, "home": home, "seen": seen, "chowned": chowned}
+    return {"script": script, "bin": bin_dir, "home": home, "seen": seen, "chowned": chowned, "ctl": ctl,
+            "users": users, "logins": logins}
 
 
-def run_entrypoint(box: dict[str, Path], cookie: str | None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": f"{box['bin']}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(box["home"])}
+def run_entrypoint(box: dict[str, Path], cookie: str | None,
+                   users_env: dict[str, str] = USERS_ENV) -> subprocess.CompletedProcess[str]:
+    """Returns once the node's stand-in has exited and the background reconciliation is done (it holds the
+    same output pipes)."""
+    env = {"PATH": f"{box['bin']}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(box["home"]),
+           **users_env}
     if cookie is not None:
         env[COOKIE_ENV] = cookie
-    return subprocess.run(["sh", str(box["script"]), "rabbitmq-server"], env=env, capture_output=True, text=True,
+    return subprocess.run(["sh", str(box["script"]), "-s"], env=env, capture_output=True, text=True,
                           check=False, timeout=30)
 
 
@@ -232,7 +268,8 @@ def test_entrypoint_writes_a_private_cookie_and_hides_the_variable(entrypoint_sa
     cookie_file = box["home"] / ".erlang.cookie"
     assert cookie_file.read_text() == cookie, "no trailing newline: Erlang would take it as part of the cookie"
     assert stat.S_IMODE(cookie_file.stat().st_mode) == 0o400, "Erlang refuses a cookie others can read"
-    assert box["seen"].read_text().splitlines() == ["args=rabbitmq-server", "cookie_env=unset"]
+    # The broker gets its arguments, and neither the cookie nor the administrator's password in its env.
+    assert box["seen"].read_text().splitlines() == ["args=-s", "cookie_env=unset", "admin_password_env=unset"]
     assert [p.name for p in box["home"].iterdir()] == [".erlang.cookie"], "no temporary file left behind"
     if os.geteuid() == 0:
         assert box["chowned"].read_text().split()[0] == "rabbitmq:rabbitmq"
@@ -255,3 +292,41 @@ def test_entrypoint_refuses_to_start_without_a_cookie(entrypoint_sandbox: dict[s
     assert COOKIE_ENV in done.stderr
     assert not box["seen"].exists(), "the broker must not start"
     assert not (box["home"] / ".erlang.cookie").exists()
+
+
+def test_entrypoint_reconciles_both_users_and_removes_guest(entrypoint_sandbox: dict[str, Path]) -> None:
+    """An empty cluster, or a retained volume whose users hold an earlier deployment's passwords: either way
+    the users end up with this deployment's passwords, the app user with no tags, and no guest."""
+    box = entrypoint_sandbox
+    box["users"].write_text("guest\nbanyan-admin\n")
+    box["logins"].write_text("banyan-admin old-password\n")
+    done = run_entrypoint(box, "c" * 20)
+    assert done.returncode == 0, done.stderr
+    assert "users reconciled" in done.stderr
+    calls = box["ctl"].read_text().splitlines()
+    assert calls[0].startswith("await_startup --timeout ")
+    assert "change_password banyan-admin < adminpw" in calls, "an existing user gets this deployment's password"
+    assert "add_user banyan-app < apppw" in calls
+    assert not [c for c in calls if "pw" in c.split(" < ")[0]], "no password as an argument"
+    assert "set_user_tags banyan-admin administrator" in calls
+    assert "set_user_tags banyan-app" in calls, "the applications' user has no management tags"
+    assert "set_permissions -p / banyan-app .* .* .*" in calls
+    assert "delete_user guest" in calls
+
+
+def test_entrypoint_leaves_a_current_password_alone(entrypoint_sandbox: dict[str, Path]) -> None:
+    box = entrypoint_sandbox
+    box["users"].write_text("banyan-admin\nbanyan-app\n")
+    box["logins"].write_text("banyan-admin adminpw\nbanyan-app apppw\n")
+    done = run_entrypoint(box, "c" * 20)
+    assert done.returncode == 0, done.stderr
+    calls = box["ctl"].read_text()
+    assert "change_password" not in calls and "add_user" not in calls and "delete_user" not in calls
+
+
+@pytest.mark.parametrize("missing", [ADMIN_USER_ENV, ADMIN_PASSWORD_ENV, APP_USER_ENV, APP_PASSWORD_ENV])
+def test_entrypoint_refuses_to_start_without_its_users(entrypoint_sandbox: dict[str, Path], missing: str) -> None:
+    box = entrypoint_sandbox
+    done = run_entrypoint(box, "c" * 20, {k: v for k, v in USERS_ENV.items() if k != missing})
+    assert done.returncode != 0 and missing in done.stderr
+    assert not box["seen"].exists(), "the broker must not start"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -196,6 +197,10 @@ def run_start(tmp_path: Path, s: RedisSpec, password: str, nodes_conf: str | Non
     _stub(bin_dir, "redis-server", f'printf "%s\\n" "$@" > {tmp_path}/argv\ncat > {tmp_path}/stdin\n')
     table = "".join(f'  {name}) echo "{ip}       {name}" ;;\n' for name, ip in (hosts or {}).items())
     _stub(bin_dir, "getent", f'[ "$1" = hosts ] || exit 2\ncase "$2" in\n{table}  *) exit 2 ;;\nesac\n')
+    # As root the script gives the data to the redis user and drops to it: recorded, not done, so that the
+    # test needs no redis user (and the stubs stay reachable).
+    _stub(bin_dir, "chown", f'printf "%s\\n" "$*" >> {tmp_path}/chown\n')
+    _stub(bin_dir, "gosu", f'printf "%s\\n" "$1" > {tmp_path}/user\nshift\nexec "$@"\n')
     if nodes_conf is not None:
         (data / "nodes.conf").write_text(nodes_conf)
     script = tmp_path / "start.sh"
@@ -224,6 +229,9 @@ def test_start_passes_the_password_on_stdin_only(tmp_path: Path) -> None:
     assert (tmp_path / "argv").read_text().splitlines() == ["/conf/redis.conf", "-"]
     assert (tmp_path / "stdin").read_text().splitlines() == ['requirepass "s3cret-Pass_1"',
                                                             'masterauth "s3cret-Pass_1"']
+    if os.geteuid() == 0:
+        assert (tmp_path / "user").read_text() == "redis\n", "a root start drops to the redis user"
+        assert (tmp_path / "chown").read_text().startswith("redis:redis "), "and gives it the data first"
 
 
 @needs_sh
