@@ -483,3 +483,48 @@ def test_replica_restart_does_not_reseed_and_catches_up(cl: Cluster) -> None:
     refused = cl.psql(url, "INSERT INTO while_down VALUES (0)", check=False)
     assert "read-only transaction" in refused.stderr, refused.stderr
 
+
+
+@pytest.mark.parametrize("cut", ["after initdb, before the rename", "initdb done, no roles (another entrypoint)"])
+def test_a_primary_whose_first_init_was_cut_short_comes_up_with_its_roles(
+        tmp_path_factory: pytest.TempPathFactory, cut: str) -> None:
+    """A first start that dies part-way, for real: the entrypoint's own initdb completes and the process is
+    killed before the staging directory is renamed into place; or an official image's init ran initdb into
+    PGDATA and died before its init script (PG_VERSION there, no application role). Either way the next start
+    is healthy only with the application role, its database and the slots, because the health check logs in
+    as the application."""
+    require_netns()
+    versions = server_versions()
+    require_binary("setpriv")
+    assert versions.postgres_bin
+    rendering = rendered(TIER)
+    workdir = traversable(tmp_path_factory.mktemp("pg-cut"))
+    with Network(workdir, "pgcut") as net:
+        primary = _instance(net.add(PRIMARY), container(rendering, PRIMARY), versions.postgres_bin)
+        data = primary.host.path(primary.pgdata)
+        initdb = str(Path(versions.postgres_bin) / "initdb")
+        if cut.startswith("after initdb"):
+            # A `mv` on PATH that kills the entrypoint when it is about to rename the finished initdb into
+            # place, as a crash or an OOM kill at that moment would; every other mv is the real one.
+            primary.host.write("/usr/local/bin/mv", '#!/bin/sh\ncase "$1" in *primary.partial) kill -9 $PPID; exit 1 ;; '
+                               'esac\nexec /bin/mv "$@"\n', 0o755)
+            primary.binds.append("/usr/local/bin")
+            primary.start()
+            proc = primary.host.procs[-1]
+            assert proc.wait(timeout=BOOT_TIMEOUT_S) != 0, "the first start must have been cut short"
+            assert (data.parent / "primary.partial" / "PG_VERSION").exists() and not (data / "PG_VERSION").exists()
+            primary.host.path("/usr/local/bin/mv").unlink()
+        else:
+            data.mkdir(parents=True, exist_ok=True)
+            shutil.chown(data, "postgres", "postgres")
+            subprocess.run(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", initdb,
+                            f"--pgdata={data}", "--username=postgres"], check=True, capture_output=True, timeout=120)
+        primary.start()
+        took = _wait_healthy([primary], BOOT_TIMEOUT_S)
+        roles = primary.sql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolcanlogin "
+                            "AND NOT rolsuper")
+        slots = primary.sql("SELECT count(*) FROM pg_replication_slots")
+        report(f"postgres {versions.postgres}: a first start cut short ({cut}) came up healthy {took[PRIMARY]:.2f} s "
+               f"into the next start, with roles {roles} and {slots} slots")
+        assert set(roles.split(",")) == {"banyan", "replicator"}
+        assert int(slots) == 2
