@@ -11,6 +11,17 @@ import pulumi_kubernetes as k8s
 from components.target import KubernetesTarget
 from model.spec import ResourceSpec
 
+# The Kubernetes version the stack's objects are written and validated for (testkit.k8s_check validates
+# against its schemas); the namespace pins its Pod Security profile to the same minor.
+KUBERNETES_VERSION = "1.33.0"
+POD_SECURITY_PREFIX = "pod-security.kubernetes.io/"
+POD_SECURITY_LEVEL = "restricted"
+# A fixed uid/gid for parts whose image may run as root (the gateway and services: placeholder python
+# images, or banyan-core's own): non-root, above the range of host and distribution users (< 10000),
+# and owning nothing in the image, so the container can write only where a volume is mounted.
+APP_UID = 10001
+APP_GID = 10001
+
 
 def quantity_cpu(millis: int) -> str:
     return f"{millis}m"
@@ -85,13 +96,51 @@ def service(name: str, *, target: KubernetesTarget, part: str, ports: Sequence[P
     )
 
 
-def restricted_security_context() -> k8s.core.v1.SecurityContextArgs:
-    """No privilege escalation, no capabilities, the runtime's seccomp profile."""
+def pod_security_version() -> str:
+    """`v1.33` for KUBERNETES_VERSION 1.33.0: the profile as that minor defines it, not `latest`, so a
+    cluster upgrade never tightens admission under a running stack unannounced."""
+    major, minor, *_ = KUBERNETES_VERSION.split(".")
+    return f"v{major}.{minor}"
+
+
+def pod_security_labels() -> dict[str, str]:
+    """The namespace's Pod Security admission labels: enforce, warn and audit at "restricted", pinned."""
+    labels: dict[str, str] = {}
+    for mode in ("audit", "enforce", "warn"):
+        labels[f"{POD_SECURITY_PREFIX}{mode}"] = POD_SECURITY_LEVEL
+        labels[f"{POD_SECURITY_PREFIX}{mode}-version"] = pod_security_version()
+    return labels
+
+
+def restricted_security_context(*, read_only_root: bool = False) -> k8s.core.v1.SecurityContextArgs:
+    """No privilege escalation, no capabilities, the runtime's seccomp profile (and a read-only root:
+    the part then writes only to the volumes it mounts)."""
     return k8s.core.v1.SecurityContextArgs(
         allow_privilege_escalation=False,
         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        read_only_root_filesystem=True if read_only_root else None,
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
+
+
+def pod_security_context(uid: int, gid: int) -> k8s.core.v1.PodSecurityContextArgs:
+    """Every container of the pod as `uid`:`gid` (never root, whatever the image's USER says), volumes
+    group-owned by `gid`, and the runtime's seccomp profile."""
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=uid,
+        run_as_group=gid,
+        fs_group=gid,
+        # Only volumes whose root is not yet group-owned are walked (a large volume is not re-chowned
+        # at every start).
+        fs_group_change_policy="OnRootMismatch",
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def tmp_volume(name: str = "tmp", size_limit: str = "64Mi") -> k8s.core.v1.VolumeArgs:
+    """A scratch directory (emptyDir) for a container whose root filesystem is read-only."""
+    return k8s.core.v1.VolumeArgs(name=name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=size_limit))
 
 
 def spread(target: KubernetesTarget, part: str) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:

@@ -6,7 +6,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
-from components import network_policies
+from components import k8s_common, network_policies
 from components.nginx import NginxLoadBalancer
 from components.postgres import PostgresCluster
 from components.rabbitmq import RabbitMQCluster
@@ -105,12 +105,13 @@ class BanyanPlatform(pulumi.ComponentResource):
             )
             return DockerTarget(spec=spec, network=network, parent=self, name=name)
         # Deleting a namespace deletes every volume claim in it: it is kept and protected like the data.
+        # The stack owns it, so it also says what may run in it: Pod Security "restricted", enforced.
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=spec.kubernetes.namespace,
                 labels={"app.kubernetes.io/part-of": spec.project, "app.kubernetes.io/instance": spec.stack,
-                        "app.kubernetes.io/managed-by": "pulumi"},
+                        "app.kubernetes.io/managed-by": "pulumi", **k8s_common.pod_security_labels()},
             ),
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=spec.protect),
         )

@@ -175,6 +175,9 @@ GATEWAY_POOL = PoolSpec(min=2, max=GUIDE_POOL_MAX, idle_timeout_ms=30_000)
 
 PORTS = MappingProxyType({"postgres": 5432, "rabbitmq": 5672, "rabbitmq_management": 15672,
                           "redis": 6379, "nginx": 80})
+# Nginx's container port on Kubernetes: it runs as a non-root user there (Pod Security "restricted") and,
+# with every capability dropped, cannot bind a port below 1024. Its Service still serves the public port.
+NGINX_UNPRIVILEGED_PORT = 8080
 
 T = TypeVar("T")
 
@@ -434,7 +437,7 @@ class _Resolver:
             name="nginx",
             image=ng_cfg.image,
             public_port=ng_cfg.port,
-            listen_port=PORTS["nginx"],
+            listen_port=PORTS["nginx"] if self.config.target == "docker" else NGINX_UNPRIVILEGED_PORT,
             instances=ng_instances,
             keepalive_connections=ng_cfg.keepalive_connections,
             connect_timeout_s=ng_cfg.connect_timeout_s,

@@ -1,7 +1,8 @@
 """What users (and banyan's own tests) write stack tests with: render a stack under Pulumi's mocks and
-query what it registered (`testkit.render`), check recorded inputs against the providers' schemas and
-the operators' CRDs (`testkit.schema_check`, `testkit.k8s_check`), and boot servers in network
-namespaces (`testkit.netns`, root only)."""
+query what it registered (`testkit.render`, one component alone: `testkit.component`), check recorded
+inputs against the providers' schemas and the operators' CRDs (`testkit.schema_check`,
+`testkit.k8s_check`) and pod specs against Pod Security "restricted" (`testkit.pod_security`), and boot
+servers in network namespaces (`testkit.netns`, root only)."""
 
 from testkit.render import (
     PROJECT_DIR,

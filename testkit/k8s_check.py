@@ -11,10 +11,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+# The Kubernetes version rendered objects are validated for (kubernetes-validate's bundled schemas); its home
+# is the components, whose namespace pins Pod Security to the same minor.
+from components.k8s_common import KUBERNETES_VERSION
 from testkit.render import unwrap
 
-# The Kubernetes version rendered objects are validated for (kubernetes-validate's bundled schemas).
-KUBERNETES_VERSION = "1.33.0"
+__all__ = ["KUBERNETES_VERSION", "builtin_problems", "crd_problems", "manifest"]
 
 
 def manifest(inputs: Mapping[str, Any]) -> dict[str, Any]:

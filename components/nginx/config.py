@@ -34,6 +34,11 @@ CLIENT_MAX_BODY_SIZE = "10m"
 # Docker's embedded DNS answers with a TTL of 600 s: re-resolve far sooner, so a gateway container
 # that was replaced (and got a new address) receives traffic again within seconds.
 RESOLVER_VALID_S = 10
+# Where an unprivileged nginx (not root: Kubernetes under Pod Security "restricted") keeps its pid file and
+# temp files: the official image's compiled-in paths (/var/run/nginx.pid, /var/cache/nginx/*_temp) belong
+# to root, and its root filesystem is read-only there. The same paths nginxinc/nginx-unprivileged uses.
+UNPRIVILEGED_RUN_DIR = "/tmp"
+TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
@@ -82,6 +87,7 @@ def render_nginx_conf(
     *,
     resolver: str | None = None,
     peers: int | None = None,
+    unprivileged: bool = False,
 ) -> str:
     """A complete nginx.conf balancing over exactly `upstreams` (in the given order) on `upstream_port`.
 
@@ -89,8 +95,19 @@ def render_nginx_conf(
     and an image of nginx >= 1.27.3, nginx re-resolves the names while running: it starts before every
     gateway exists and follows a gateway container that comes back with a new address. Without it
     (or on an older nginx) names resolve once at start, so every upstream must resolve by then.
+
+    `unprivileged` is for a master process that is not root: the pid file and every temp path move to
+    UNPRIVILEGED_RUN_DIR (which must be writable), and `spec.listen_port` must be one it may bind (>= 1024).
     """
     _check(upstreams, upstream_port)
+    if unprivileged and spec.listen_port < 1024:
+        raise ValueError(f"an unprivileged nginx cannot bind port {spec.listen_port} (below 1024)")
+    run_lines = [f"pid {UNPRIVILEGED_RUN_DIR}/nginx.pid;"] if unprivileged else []
+    temp_lines = (
+        [f"    {kind}_temp_path {UNPRIVILEGED_RUN_DIR}/{kind}_temp;" for kind in TEMP_PATHS] + [""]
+        if unprivileged
+        else []
+    )
     dynamic = resolver is not None and supports_resolve(spec)
     if resolver is not None and not _HOST.match(resolver):
         raise ValueError(f"resolver must be a host name or IPv4 address: {resolver!r}")
@@ -116,6 +133,7 @@ def render_nginx_conf(
         f"worker_shutdown_timeout {SHUTDOWN_TIMEOUT_S}s;",
         # Containers log to their own stdout/stderr; the default paths are files nobody reads.
         "error_log stderr warn;",
+        *run_lines,
         "",
         "events {",
         f"    worker_connections {WORKER_CONNECTIONS};",
@@ -131,6 +149,7 @@ def render_nginx_conf(
         # about 10 % of the edge's throughput). A crash can lose up to a second of access log.
         "    access_log /dev/stdout banyan buffer=64k flush=1s;",
         "",
+        *temp_lines,
         "    keepalive_timeout 65s;",
         f"    client_max_body_size {CLIENT_MAX_BODY_SIZE};",
         "",

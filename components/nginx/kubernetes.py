@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s_common as kc
-from components.nginx.config import HEALTH_PATH, SHUTDOWN_TIMEOUT_S, render_nginx_conf
+from components.nginx.config import HEALTH_PATH, SHUTDOWN_TIMEOUT_S, UNPRIVILEGED_RUN_DIR, render_nginx_conf
 from components.seam import Built
 from components.target import KubernetesTarget
 from model.spec import NginxSpec
@@ -18,12 +18,23 @@ PART = "nginx"
 CONF_DIR = "/etc/nginx"
 # Cluster DNS, by name: nginx resolves it at start; `resolve` upstreams then follow the gateway pods.
 CLUSTER_DNS = "kube-dns.kube-system.svc.cluster.local"
+# The nginx user and group of the official image (docker-library/nginx, Debian and Alpine: uid 101, gid 101),
+# and of nginxinc/nginx-unprivileged (which already runs as 101 and listens on 8080). The master runs as it
+# from the start, not as root: it needs no capability, as it listens on an unprivileged port
+# (spec.listen_port) and keeps its pid and temp files in a scratch directory (render_nginx_conf's
+# `unprivileged`). Either image works with these settings; nginx's files in /etc/nginx are world-readable.
+IMAGE_UID = 101
+IMAGE_GID = 101
+TMP_VOLUME = "tmp"
+# Request bodies and responses larger than the buffers spill to the temp paths: client_max_body_size (10m)
+# per upload in flight, on disk (an emptyDir counts against the pod's ephemeral storage).
+TMP_SIZE = "256Mi"
 
 
 def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Sequence[str], upstream_port: int,
           peers: int, target: KubernetesTarget) -> Built:
     """The public URL is an Output: a LoadBalancer's address is only known once provisioned."""
-    conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=CLUSTER_DNS, peers=peers)
+    conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=CLUSTER_DNS, peers=peers, unprivileged=True)
     # Named after its content: a new config is a new ConfigMap, and the Deployment's template change rolls the
     # pods onto it, while running pods keep the old one until they are replaced (never deleted under them).
     conf_name = f"nginx-conf-{hashlib.sha256(conf.encode()).hexdigest()[:10]}"
@@ -47,6 +58,7 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=target.labels(PART)),
                 spec=k8s.core.v1.PodSpecArgs(
                     automount_service_account_token=False,
+                    security_context=kc.pod_security_context(IMAGE_UID, IMAGE_GID),
                     termination_grace_period_seconds=SHUTDOWN_TIMEOUT_S + 5,
                     topology_spread_constraints=kc.spread(target, PART),
                     containers=[
@@ -58,19 +70,21 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                             resources=kc.resources(spec.resources),
                             readiness_probe=probe,
                             liveness_probe=probe,
-                            # The master process binds port 80 and switches to the nginx user: it keeps the
-                            # image's default capabilities, but may not gain more.
-                            security_context=k8s.core.v1.SecurityContextArgs(
-                                allow_privilege_escalation=False,
-                                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                            ),
-                            volume_mounts=[k8s.core.v1.VolumeMountArgs(
-                                name="conf", mount_path=f"{CONF_DIR}/nginx.conf", sub_path="nginx.conf",
-                                read_only=True)],
+                            # Non-root from the start (see IMAGE_UID): no capability at all, a read-only root.
+                            security_context=kc.restricted_security_context(read_only_root=True),
+                            volume_mounts=[
+                                k8s.core.v1.VolumeMountArgs(
+                                    name="conf", mount_path=f"{CONF_DIR}/nginx.conf", sub_path="nginx.conf",
+                                    read_only=True),
+                                k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path=UNPRIVILEGED_RUN_DIR),
+                            ],
                         )
                     ],
-                    volumes=[k8s.core.v1.VolumeArgs(
-                        name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=conf_name))],
+                    volumes=[
+                        k8s.core.v1.VolumeArgs(
+                            name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=conf_name)),
+                        kc.tmp_volume(TMP_VOLUME, TMP_SIZE),
+                    ],
                 ),
             ),
         ),

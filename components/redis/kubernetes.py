@@ -221,22 +221,13 @@ def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: R
 
 
 def _pod_security() -> k8s.core.v1.PodSecurityContextArgs:
-    return k8s.core.v1.PodSecurityContextArgs(
-        run_as_non_root=True,
-        run_as_user=IMAGE_UID,
-        run_as_group=IMAGE_GID,
-        # The volume becomes group-writable for the redis group; only when its root is not already.
-        fs_group=IMAGE_GID,
-        fs_group_change_policy="OnRootMismatch",
-        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-    )
+    # The volume becomes group-writable for the redis group; only when its root is not already.
+    return k8s_common.pod_security_context(IMAGE_UID, IMAGE_GID)
 
 
 def _container_security() -> k8s.core.v1.SecurityContextArgs:
     """The shared restricted context, with a read-only root: Redis writes only to /data (and sh to /tmp)."""
-    context = k8s_common.restricted_security_context()
-    pulumi.set(context, "read_only_root_filesystem", True)
-    return context
+    return k8s_common.restricted_security_context(read_only_root=True)
 
 
 def _password_env(env: str, secret_name: str) -> k8s.core.v1.EnvVarArgs:

@@ -16,6 +16,11 @@ from model.spec import GatewaySpec, WorkloadSpec
 # Kubernetes: the probes' pace. Startup allows a slow first boot (up to 60 s) before liveness applies.
 _PROBE_PERIOD_S = 5
 _STARTUP_FAILURES = 12
+# The root filesystem is read-only and the image's user is overridden (kc.APP_UID): /tmp is the one writable
+# path, a scratch emptyDir. An image that must write elsewhere needs a volume there, not a writable root.
+_TMP_VOLUME = "tmp"
+_TMP_DIR = "/tmp"
+_TMP_SIZE = "128Mi"
 
 
 def build(parent: pulumi.Resource, name: str, spec: WorkloadSpec, *, env: Mapping[str, pulumi.Input[str]],
@@ -65,6 +70,9 @@ def build(parent: pulumi.Resource, name: str, spec: WorkloadSpec, *, env: Mappin
                 ),
                 spec=k8s.core.v1.PodSpecArgs(
                     automount_service_account_token=False,
+                    # Pod Security "restricted": never root, even for an image whose USER is root (the
+                    # placeholder python image); the uid owns nothing in the image, so its files stay read-only.
+                    security_context=kc.pod_security_context(kc.APP_UID, kc.APP_GID),
                     termination_grace_period_seconds=30,
                     topology_spread_constraints=kc.spread(target, part),
                     containers=[
@@ -79,9 +87,11 @@ def build(parent: pulumi.Resource, name: str, spec: WorkloadSpec, *, env: Mappin
                             startup_probe=probe(_STARTUP_FAILURES),
                             readiness_probe=probe(2),
                             liveness_probe=probe(3),
-                            security_context=kc.restricted_security_context(),
+                            security_context=kc.restricted_security_context(read_only_root=True),
+                            volume_mounts=[k8s.core.v1.VolumeMountArgs(name=_TMP_VOLUME, mount_path=_TMP_DIR)],
                         )
                     ],
+                    volumes=[kc.tmp_volume(_TMP_VOLUME, _TMP_SIZE)],
                 ),
             ),
         ),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from model.tiers import TIERS
+from model.tiers import NGINX_UNPRIVILEGED_PORT, TIERS
 from testkit import RecordedResource, Rendering, mock_secret_value, render_stack, unwrap, walk_plain
 from testkit.k8s_check import KUBERNETES_VERSION, builtin_problems, crd_problems
 from tests.helpers import shared_file
@@ -181,7 +181,9 @@ def test_network_policies_admit_exactly_the_platform_paths(tier: str) -> None:
     outside = None
     table = [
         # (source, source namespace, destination, port, admitted)
-        (outside, "internet", nginx, 80, True),
+        # Nginx's pods listen on an unprivileged port (they run as non-root); the Service maps the public one.
+        (outside, "internet", nginx, NGINX_UNPRIVILEGED_PORT, True),
+        (outside, "internet", nginx, 80, False),
         (outside, "internet", gw, 3003, False),
         (outside, "internet", pg, 5432, False),
         (outside, "internet", mq, 5672, False),

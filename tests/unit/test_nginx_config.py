@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from components.nginx.config import (
     HEALTH_PATH,
     RESOLVE_SINCE,
+    TEMP_PATHS,
+    UNPRIVILEGED_RUN_DIR,
     UPSTREAM_NAME,
     image_version,
     render_nginx_conf,
@@ -229,6 +231,25 @@ def test_listener_and_edge_settings(spec: NginxSpec) -> None:
     assert not conf.all("pid")
 
 
+def test_unprivileged_keeps_pid_and_temp_files_in_the_run_dir(spec: NginxSpec) -> None:
+    """Kubernetes runs nginx as non-root on a read-only root: nothing may land in the image's root-owned paths.
+    The default (Docker, master as root) renders neither, so the image's compiled-in paths apply there."""
+    unprivileged = spec.model_copy(update={"listen_port": 8080})
+    conf = parse(render_nginx_conf(unprivileged, ["api-gateway-1"], PORT, unprivileged=True))
+    assert conf.one("pid") == [f"{UNPRIVILEGED_RUN_DIR}/nginx.pid"]
+    http = conf.block("http")
+    for kind in TEMP_PATHS:
+        assert http.one(f"{kind}_temp_path") == [f"{UNPRIVILEGED_RUN_DIR}/{kind}_temp"]
+    assert http.block("server").one("listen") == ["8080"]
+    plain = parse(render_nginx_conf(unprivileged, ["api-gateway-1"], PORT))
+    assert not plain.all("pid") and not any(plain.block("http").all(f"{k}_temp_path") for k in TEMP_PATHS)
+
+
+def test_unprivileged_refuses_a_privileged_port(spec: NginxSpec) -> None:
+    with pytest.raises(ValueError, match="cannot bind port 80"):
+        render_nginx_conf(spec.model_copy(update={"listen_port": 80}), ["api-gateway-1"], PORT, unprivileged=True)
+
+
 @pytest.mark.parametrize(("cpu_millis", "workers"), [(100, 1), (500, 1), (1000, 1), (1500, 2), (2000, 2)])
 def test_workers_follow_the_cpu_limit(spec: NginxSpec, cpu_millis: int, workers: int) -> None:
     limits = spec.resources.limits.model_copy(update={"cpu_millis": cpu_millis})
@@ -325,3 +346,29 @@ def test_nginx_accepts_the_dynamic_variant_where_it_exists(spec: NginxSpec, tmp_
     text = render_nginx_conf(with_image(spec, image), ["api-gateway-1", "api-gateway-2"], PORT, resolver="127.0.0.1")
     assert "resolve;" in text
     nginx_test(binary, text, tmp_path)
+
+
+def test_nginx_runs_the_unprivileged_file_as_non_root_without_capabilities(spec: NginxSpec, tmp_path: Path) -> None:
+    """The Kubernetes variant, as the pod runs it: uid 101 (not root), every capability dropped, and only
+    UNPRIVILEGED_RUN_DIR writable (a fresh tmpfs there, as the pod's emptyDir). `nginx -t` loads the exact
+    bytes, opens the logs and creates every temp path; any write to a root-owned path fails it."""
+    binary = nginx_binary()
+    tools = [shutil.which(t) for t in ("unshare", "setpriv")]
+    if os.geteuid() != 0 or None in tools:
+        pytest.skip("needs root, unshare and setpriv (util-linux) to run nginx as another user in a mount namespace")
+    text = render_nginx_conf(spec.model_copy(update={"listen_port": 8080}), ["127.0.0.1", "localhost"], PORT,
+                             unprivileged=True)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    conf.chmod(0o644)
+    # The file is handed over as an open descriptor: the tmpfs hides tmp_path (under /tmp) from nginx. stdout is
+    # a file of nginx's user, as runc makes a container's stdio its user's (access_log reopens /dev/stdout).
+    run = UNPRIVILEGED_RUN_DIR
+    with conf.open() as fd:
+        script = (f"mount -t tmpfs -o mode=1777 tmpfs {run} && touch {run}/stdout && chown 101:101 {run}/stdout && "
+                  f"exec setpriv --reuid=101 --regid=101 --clear-groups --inh-caps=-all --bounding-set=-all "
+                  f"{binary} -t -c /proc/self/fd/{fd.fileno()} -e stderr >{run}/stdout")
+        result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                                pass_fds=(fd.fileno(),), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=60, check=False)
+    assert result.returncode == 0 and "test is successful" in result.stderr, result.stderr

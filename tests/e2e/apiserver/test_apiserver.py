@@ -24,7 +24,6 @@ import copy
 import functools
 import importlib
 import itertools
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -49,14 +48,11 @@ from tests.e2e.apiserver.apiserver import (
 STACK = "prod"
 TIERS = ("small", "medium", "large")
 FIELD_MANAGER = "banyan-e2e"
-# The namespace's Pod Security labels are owned by their own manager, so applying the rendered
-# Namespace (which may not carry them) never removes them.
+# What the controller manager would create in a new namespace; none runs here.
 NAMESPACE_MANAGER = "banyan-e2e-namespace"
 CRD_DIR = REPO_ROOT.parent / "shared" / "schemas" / "crds"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 POD_SECURITY = "pod-security.kubernetes.io/"
-RESTRICTED = {f"{POD_SECURITY}{mode}": "restricted" for mode in ("enforce", "warn", "audit")} | {
-    f"{POD_SECURITY}enforce-version": "latest"}
 
 
 # ---- the rendered stack ------------------------------------------------------------------------
@@ -174,23 +170,9 @@ def is_replacement(old: StackObject, new: StackObject) -> bool:
 
 # (test, case id) -> the server's message. Each one is xfail(strict=True): fix the object, and the
 # test passes, strict xfail fails the run, and the entry is removed with the fix. Measured against
-# Kubernetes v1.34.4 (scripts/kube-apiserver); the same in every tier.
-_PSA = 'violates PodSecurity "restricted:latest": '
-_POD_SECURITY_REFUSED = {
-    # The placeholder python image runs as root; the pod sets no runAsNonRoot.
-    "Deployment/api-gateway": f'pods "deployment-api-gateway" is forbidden: {_PSA}runAsNonRoot != true '
-                              '(pod or container "api-gateway" must set securityContext.runAsNonRoot=true)',
-    "Deployment/user-service": f'pods "deployment-user-service" is forbidden: {_PSA}runAsNonRoot != true '
-                               '(pod or container "user-service" must set securityContext.runAsNonRoot=true)',
-    "Deployment/order-service": f'pods "deployment-order-service" is forbidden: {_PSA}runAsNonRoot != true '
-                                '(pod or container "order-service" must set securityContext.runAsNonRoot=true)',
-    # nginx as root with the default capabilities.
-    "Deployment/nginx": f'pods "deployment-nginx" is forbidden: {_PSA}unrestricted capabilities (container "nginx" '
-                        'must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container '
-                        '"nginx" must set securityContext.runAsNonRoot=true)',
-}
-KNOWN: dict[tuple[str, str], str] = {
-    ("pod", f"{tier}-{key}"): message for tier in TIERS for key, message in _POD_SECURITY_REFUSED.items()}
+# Kubernetes v1.34.4 (scripts/kube-apiserver). None today: every pod is admitted under the namespace's
+# own Pod Security labels ("restricted", enforced).
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _case(test: str, case_id: str, *values: Any) -> Any:
@@ -273,14 +255,14 @@ def _prepare(client: Client) -> None:
     namespaces = [o for o in rendered(TIERS[0]) if o.kind == "Namespace"]
     assert namespaces, "the stack renders no Namespace"
     for ns in namespaces:
-        labels = dict(ns.manifest["metadata"].get("labels", {}))
+        # The Namespace exactly as the stack renders it: admission then judges the pods by the stack's own
+        # Pod Security labels, never by labels this suite would add.
+        labels = ns.manifest["metadata"].get("labels", {})
         carried = {k: v for k, v in labels.items() if k.startswith(POD_SECURITY)}
-        if f"{POD_SECURITY}enforce" not in carried:
-            warnings.warn(f"the rendered Namespace {ns.name} carries no Pod Security enforce label "
-                          f"(its labels: {labels}); this suite enforces {RESTRICTED} itself", stacklevel=1)
-            carried = RESTRICTED
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns.name, "labels": carried}}
-        expect_accepted("namespace", body, client.apply(body, field_manager=NAMESPACE_MANAGER, dry_run=False), None)
+        assert carried.get(f"{POD_SECURITY}enforce") == "restricted", (
+            f"the rendered Namespace {ns.name} does not enforce Pod Security restricted (its labels: {labels})")
+        expect_accepted("namespace", ns.manifest, client.apply(ns.manifest, field_manager=FIELD_MANAGER,
+                                                               dry_run=False), None)
         # What the controller manager's service-account controller would create (none runs here).
         account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns.name}}
         expect_accepted("namespace", account, client.apply(account, field_manager=NAMESPACE_MANAGER,
@@ -376,3 +358,22 @@ def test_every_tier_renders_objects_for_the_server() -> None:
         kinds = {o.kind for o in rendered(tier)}
         assert {"Namespace", "Deployment", "StatefulSet", "Cluster", "RabbitmqCluster"} <= kinds, (tier, kinds)
         assert all(o.manifest["metadata"].get("name") for o in rendered(tier))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_namespace_enforces_restricted(cluster: Client, tier: str) -> None:
+    """The admission above can fail: in the stack's namespace, as its rendered labels configure it, a pod
+    that runs as root with the default capabilities is refused (the nginx pod of before the fix)."""
+    nginx = pod_for(by_key(tier, "Deployment/nginx"))
+    assert nginx is not None
+    pod = copy.deepcopy(nginx)
+    pod["metadata"]["name"] = "root-nginx"
+    pod["spec"].pop("securityContext", None)
+    for container in pod["spec"]["containers"]:
+        container["securityContext"] = {"allowPrivilegeEscalation": False}
+    response = cluster.create(pod, dry_run=True)
+    assert not response.ok, "a root pod with default capabilities was admitted"
+    namespace = next(o for o in rendered(tier) if o.kind == "Namespace")
+    version = namespace.manifest["metadata"]["labels"][f"{POD_SECURITY}enforce-version"]
+    assert f'violates PodSecurity "restricted:{version}"' in response.message, response.message
+    assert "runAsNonRoot != true" in response.message and "unrestricted capabilities" in response.message
