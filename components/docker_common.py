@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -9,6 +11,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.target import DockerTarget
+from model.preflight import CONFIG_LABEL, INSTANCE_LABEL, PART_LABEL
 from model.readback import docker_cpus, go_duration
 from model.spec import ResourceSpec
 
@@ -75,8 +78,22 @@ def volume(target: DockerTarget, name: str, instance: str, part: str, parent: pu
     )
 
 
-def _labels(target: DockerTarget, part: str, instance: str, cls: type) -> list:  # type: ignore[type-arg]
-    values = {**target.labels, "banyan.part": part, "banyan.instance": instance}
+def config_digest(uploads: Sequence[Upload], command: Sequence[str] | None = None,
+                  entrypoint: Sequence[str] | None = None) -> str:
+    """What a container runs on, besides its image and environment: its files and its command line. On every
+    container as a label, so that a preview can tell which running nodes an update would replace for a new
+    configuration (infra/preflight.py) without reading their files."""
+    h = hashlib.sha256()
+    for u in sorted(uploads, key=lambda u: u.path):
+        h.update(f"{u.path}\0{int(u.executable)}\0{len(u.content)}\0".encode())
+        h.update(u.content.encode())
+    h.update(json.dumps([list(command or []), list(entrypoint or [])]).encode())
+    return h.hexdigest()[:16]
+
+
+def _labels(target: DockerTarget, part: str, instance: str, cls: type,
+            extra: Mapping[str, str] | None = None) -> list:  # type: ignore[type-arg]
+    values = {**target.labels, PART_LABEL: part, INSTANCE_LABEL: instance, **(extra or {})}
     return [cls(label=k, value=v) for k, v in sorted(values.items())]
 
 
@@ -152,7 +169,8 @@ def container(
             docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip, protocol="tcp")
             for p in sorted(published, key=lambda p: p.internal)
         ] or None,
-        labels=_labels(target, part, instance, docker.ContainerLabelArgs),
+        labels=_labels(target, part, instance, docker.ContainerLabelArgs,
+                       {CONFIG_LABEL: config_digest(uploads, command, entrypoint)}),
         # Explicit driver: these options exist for json-file, and a daemon defaulting to journald rejects them.
         log_driver="json-file",
         log_opts={"max-file": "3", "max-size": "10m"},

@@ -15,6 +15,7 @@ from components.secrets import PlatformSecrets
 from components.target import DockerTarget, KubernetesTarget, Target
 from components.workload import ApiGateway, Service
 from model.contract import Credentials, Endpoints, app_env, urls
+from model.preflight import PROJECT_LABEL, STACK_LABEL
 from model.spec import PlatformSpec
 
 TYPE = "banyan:index:BanyanPlatform"
@@ -100,7 +101,7 @@ class BanyanPlatform(pulumi.ComponentResource):
                 name=f"{spec.project}-{spec.stack}",
                 driver="bridge",
                 labels=[docker.NetworkLabelArgs(label=k, value=v)
-                        for k, v in sorted({"banyan.project": spec.project, "banyan.stack": spec.stack}.items())],
+                        for k, v in sorted({PROJECT_LABEL: spec.project, STACK_LABEL: spec.stack}.items())],
                 opts=child,
             )
             return DockerTarget(spec=spec, network=network, parent=self, name=name)

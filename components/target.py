@@ -10,6 +10,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
+from model.preflight import PROJECT_LABEL, STACK_LABEL
 from model.spec import PlatformSpec
 
 
@@ -29,7 +30,7 @@ class DockerTarget:
 
     @property
     def labels(self) -> Mapping[str, str]:
-        return {"banyan.project": self.spec.project, "banyan.stack": self.spec.stack}
+        return {PROJECT_LABEL: self.spec.project, STACK_LABEL: self.spec.stack}
 
     def container_name(self, instance: str) -> str:
         """Container names are global on a host, and stacks share hosts: project and stack are part of it."""

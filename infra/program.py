@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from infra import preflight
 from model.config import parse_config
 from model.errors import ConfigError
 from model.spec import PlatformSpec
@@ -44,6 +45,9 @@ def main() -> None:
     spec = load_spec(raw, project=pulumi.get_project(), stack=pulumi.get_stack(), secret_keys=secret_keys)
     for warning in spec.warnings:
         pulumi.log.warn(warning)
+    # What the Docker engine already holds (other stacks' ports, this stack's cluster nodes), checked before
+    # any resource is registered: a refusal is a RunError at preview, never a half-applied `up`.
+    preflight.run(spec, raw)
     # Imported here so that a config error never pays for (or trips on) the provider SDKs.
     from components.platform import BanyanPlatform
 

@@ -297,6 +297,10 @@ class StackConfig(Model):
     """small, medium or large: the guide's resource planning table."""
     protect: bool = False
     """Protect stateful resources (volumes, database and broker clusters) from deletion."""
+    preflight: bool = True
+    ("Docker: before registering anything, read the local engine (the unix socket of docker:host or DOCKER_HOST, else "
+     "/var/run/docker.sock) and refuse host ports another container publishes and RabbitMQ/Redis shrinks "
+     "the clusters cannot survive. Set false where that engine is not the one the provider deploys to.")
     services: Annotated[tuple[ServiceConfig, ...], Field(min_length=1)]
     """The business services; see `services[]`."""
     gateway: GatewayConfig

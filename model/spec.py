@@ -163,6 +163,11 @@ class RedisSpec(Frozen):
     def instance_names(self) -> tuple[str, ...]:
         return tuple(f"{self.name}-node-{i}" for i in range(1, self.nodes + 1))
 
+    @property
+    def cluster_create_name(self) -> str:
+        """The one-shot step that creates the cluster (Docker): not a node."""
+        return f"{self.name}-cluster-create"
+
 
 class NginxSpec(Frozen):
     name: str
@@ -243,6 +248,8 @@ class PlatformSpec(Frozen):
     kubernetes: KubernetesSpec
     budget: ConnectionBudget
     warnings: tuple[str, ...]
+    # Docker: check the engine before registering anything (infra/preflight.py).
+    preflight: bool
 
     @property
     def workloads(self) -> tuple[WorkloadSpec, ...]:

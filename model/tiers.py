@@ -496,6 +496,7 @@ def resolve(config: StackConfig, *, project: str, stack: str,
         kubernetes=KubernetesSpec(**k8s.model_dump()),
         budget=budget,
         warnings=tuple(r.warnings),
+        preflight=config.preflight,
     ), []
 
 

@@ -13,6 +13,7 @@ receive them, and resource options).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -30,6 +31,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
+
+from model.preflight import EngineSnapshot
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 UNKNOWN_SENTINEL = rpc.UNKNOWN
@@ -369,11 +372,14 @@ def render_program(program: Callable[[], None], raw_config: Mapping[str, str], *
 
 def render_stack(stack: str, *, set: Mapping[str, Any] | None = None,
                  project_dir: Path = PROJECT_DIR, preview: bool = False,
-                 program: Callable[[], None] | None = None) -> Rendering:
+                 program: Callable[[], None] | None = None,
+                 engine: EngineSnapshot | None = None) -> Rendering:
     """Render Pulumi.<stack>.yaml (plus what-if overrides) through the real stack program under mocks.
 
     preview=False: as after `pulumi up` (ids and generated values are mock values, known).
     preview=True: as `pulumi preview` sees it (values computed by providers are unknown).
+    engine: what the Docker preflight sees on the engine (model.preflight.EngineSnapshot); unset, the preflight
+    is skipped, as it always is under mocks: no real engine is ever read.
     """
     config = apply_sets(read_stack_file(stack, project_dir), set or {})
     raw, secret_keys = to_engine_config(config)
@@ -381,8 +387,11 @@ def render_stack(stack: str, *, set: Mapping[str, Any] | None = None,
         from infra.program import main
 
         program = main
-    return render_program(program, raw, project=project_name(project_dir), stack=stack,
-                          secret_keys=secret_keys, preview=preview, mocks=PreviewMocks() if preview else None)
+    from infra.preflight import use_snapshot
+
+    with use_snapshot(engine) if engine is not None else contextlib.nullcontext():
+        return render_program(program, raw, project=project_name(project_dir), stack=stack,
+                              secret_keys=secret_keys, preview=preview, mocks=PreviewMocks() if preview else None)
 
 
 def resolve_output(output: Any) -> Any:

@@ -43,15 +43,27 @@ HEALTH = docker_common.Health(
 WAIT_TIMEOUT_S = 330
 # A clean stop lets quorum queues hand over leadership and Mnesia record who stopped last.
 STOP_TIMEOUT_S = 60
+# Docker drops the image's CMD once the entrypoint is replaced.
+NODE_COMMAND = ["rabbitmq-server"]
 
 
-def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials: RabbitMQCredentials,
-          target: DockerTarget) -> Built:
-    uploads = [
+def node_uploads(spec: RabbitMQSpec) -> list[docker_common.Upload]:
+    """The files every node runs on (the same for each node)."""
+    return [
         docker_common.Upload(CONF_PATH, render_rabbitmq_conf(spec)),
         docker_common.Upload(PLUGINS_PATH, render_enabled_plugins(spec)),
         docker_common.Upload(ENTRYPOINT_PATH, render_entrypoint(), executable=True),
     ]
+
+
+def node_digest(spec: RabbitMQSpec) -> str:
+    """The config label every node of `spec` carries (docker_common.CONFIG_LABEL)."""
+    return docker_common.config_digest(node_uploads(spec), NODE_COMMAND, [ENTRYPOINT_PATH])
+
+
+def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials: RabbitMQCredentials,
+          target: DockerTarget) -> Built:
+    uploads = node_uploads(spec)
     # All nodes start together rather than nodes 2..N waiting for node 1's health. A fresh node retries peer
     # discovery until it reaches listed peers and joins the one they all pick (3.13: the oldest, largest
     # cluster; 3.10-3.12: whoever took the discovery lock first), so the order does not matter. Waiting
@@ -93,8 +105,7 @@ def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials
                 parent=parent,
                 env=env,
                 entrypoint=[ENTRYPOINT_PATH],
-                # Docker drops the image's CMD once the entrypoint is replaced.
-                command=["rabbitmq-server"],
+                command=NODE_COMMAND,
                 uploads=uploads,
                 mounts=mounts,
                 published=published,

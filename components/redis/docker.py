@@ -23,6 +23,7 @@ from components.redis.config import (
 from components.seam import Built
 from components.secrets import RedisCredentials
 from components.target import DockerTarget
+from model.preflight import CONFIG_LABEL, INSTANCE_LABEL, PART_LABEL
 from model.readback import docker_cpus
 from model.spec import RedisSpec
 
@@ -37,13 +38,26 @@ CREATE_TIMEOUT = "10m"
 CREATE_MEMORY_MIB = 64
 CREATE_CPUS = docker_cpus(500)
 LOG_TAIL_LINES = 30
+NODE_ENTRYPOINT = ["/bin/sh", START_PATH]
+
+
+def node_uploads(spec: RedisSpec, instance: str) -> list[docker_common.Upload]:
+    """The files node `instance` runs on (its redis.conf announces its own host name)."""
+    return [
+        docker_common.Upload(CONF_PATH, render_redis_conf(spec, instance)),
+        docker_common.Upload(START_PATH, render_start_script(spec), executable=True),
+    ]
+
+
+def node_digest(spec: RedisSpec, instance: str) -> str:
+    """The config label node `instance` of `spec` carries (docker_common.CONFIG_LABEL)."""
+    return docker_common.config_digest(node_uploads(spec, instance), None, NODE_ENTRYPOINT)
 
 
 def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: RedisCredentials,
           target: DockerTarget) -> Built:
     """One container and volume per node; in cluster mode also the creation step, whose success is `ready`."""
     env: dict[str, pulumi.Input[str]] = {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password}
-    start = render_start_script(spec)
     nodes: list[docker.Container] = []
     for i, instance in enumerate(spec.instance_names, 1):
         data = docker_common.volume(target, f"{name}-node-{i}-data", instance, PART, parent)
@@ -59,10 +73,7 @@ def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: R
                 parent=parent,
                 env=env,
                 entrypoint=["/bin/sh", START_PATH],
-                uploads=[
-                    docker_common.Upload(CONF_PATH, render_redis_conf(spec, instance)),
-                    docker_common.Upload(START_PATH, start, executable=True),
-                ],
+                uploads=node_uploads(spec, instance),
                 # Data, AOF and the cluster's nodes.conf: all of a node's state outlives its container.
                 mounts=[docker_common.Mount(data, DATA_DIR)],
                 stateful=True,
@@ -95,7 +106,7 @@ def _create_step(
     failed start; restart "no" keeps Docker from running it again. A non-zero exit does not fail the
     provider's create, so RedisCluster.ready turns it into an error.
     """
-    instance = f"{spec.name}-cluster-create"
+    instance = spec.cluster_create_name
     pulled = target.image(spec.image)
     # Replacing a node (new image or config) replaces this step too, so it runs again and dependants wait
     # until the cluster agrees again; the run finds the cluster formed and changes nothing.
@@ -104,9 +115,12 @@ def _create_step(
     )
     labels: dict[str, pulumi.Input[str]] = {
         **target.labels,
-        "banyan.part": PART,
-        "banyan.instance": instance,
+        PART_LABEL: PART,
+        INSTANCE_LABEL: instance,
         "banyan.redis-nodes": node_ids,
+        CONFIG_LABEL: docker_common.config_digest(
+            [docker_common.Upload(CREATE_PATH, render_cluster_create_script(spec), executable=True)], None,
+            ["/bin/sh", CREATE_PATH]),
     }
     return docker.Container(
         f"{name}-create",

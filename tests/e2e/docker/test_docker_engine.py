@@ -69,10 +69,17 @@ def _unavailable(what: str) -> None:
 # other's objects, so a run holds this lock (in /run/lock: shared by every checkout on this host).
 LOCK_PATH = "/run/lock/banyan-e2e-docker.lock"
 LOCK_TIMEOUT_S = 1800
+# The engine of the run that holds the lock. Modules that import these fixtures get their own session instance
+# of them (pytest registers an imported fixture once per module), and a second flock of the same file by the
+# same process would wait on the first forever: the lock is taken once per process.
+_HELD: list[Engine] = []
 
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Engine]:
+    if _HELD:
+        yield _HELD[0]
+        return
     found = Engine()
     why = engine_unavailable(found)
     if why:
@@ -90,7 +97,11 @@ def engine() -> Iterator[Engine]:
                 time.sleep(1)
         if time.monotonic() - started > 1:
             measured(f"waited {time.monotonic() - started:.0f}s for another run on this engine ({LOCK_PATH})")
-        yield found
+        _HELD.append(found)
+        try:
+            yield found
+        finally:
+            _HELD.clear()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,267 @@
+"""Docker preflight rules: what the engine already holds that this stack's next `up` could not survive.
+
+Pure: the resolved spec and a snapshot of the engine's containers in, problems out (infra/preflight.py
+reads the engine). Two kinds of problem stop a preview before any resource is registered:
+
+- a host port this stack publishes (Nginx's public port, RabbitMQ's management port) that a container of
+  anyone else (another stack, another project, an unlabelled container) already publishes: `up` would
+  otherwise stop half-done at the first container create;
+- a RabbitMQ or Redis cluster shape the running nodes cannot be moved to by replacing containers: a node
+  removed while still a cluster member (RabbitMQ quorum queues lose their majority; Redis hash slots are
+  orphaned), or a Redis node count or mode the formed cluster does not have.
+
+A stopped node container (`docker stop`) that this `up` would remove is the documented shrink's step done and
+is not counted (a warning reminds that it must have left its cluster); a stopped node the stack keeps still
+counts. Once the nodes to remove are out of their cluster and stopped, the same preview passes. Growth of
+RabbitMQ is allowed (new nodes join at start); PostgreSQL replica decreases are allowed (the primary's
+entrypoint drops the inactive slots of removed replicas).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from model.errors import ConfigProblem
+from model.spec import PlatformSpec
+from model.tiers import TIERS
+
+# The labels every container and volume of a Docker stack carries (components/docker_common.py writes them).
+PROJECT_LABEL = "banyan.project"
+STACK_LABEL = "banyan.stack"
+PART_LABEL = "banyan.part"
+INSTANCE_LABEL = "banyan.instance"
+# What a container runs on besides image and env: a digest of its files and command line.
+CONFIG_LABEL = "banyan.config-sha256"
+
+# Docker states of a container that is not running and will not be started again by its restart policy.
+STOPPED_STATES = frozenset({"created", "exited", "dead"})
+
+
+@dataclass(frozen=True)
+class EngineContainer:
+    """One container as the engine lists it: enough to tell whose it is, what it publishes, whether it runs."""
+
+    name: str
+    state: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # TCP host ports it publishes now (the engine lists them for running containers only).
+    host_ports: frozenset[int] = frozenset()
+
+    @property
+    def live(self) -> bool:
+        return self.state not in STOPPED_STATES
+
+    def owned_by(self, project: str, stack: str) -> bool:
+        return self.labels.get(PROJECT_LABEL) == project and self.labels.get(STACK_LABEL) == stack
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """Every container on the engine (running or not)."""
+
+    containers: tuple[EngineContainer, ...] = ()
+
+    @classmethod
+    def from_container_list(cls, listed: Sequence[Mapping[str, Any]]) -> EngineSnapshot:
+        """From the answer of the engine's `GET /containers/json?all=1`."""
+        found = []
+        for item in listed:
+            names = item.get("Names") or [item.get("Id", "?")]
+            ports = frozenset(
+                int(p["PublicPort"]) for p in item.get("Ports") or []
+                if p.get("PublicPort") and str(p.get("Type", "tcp")) == "tcp"
+            )
+            found.append(EngineContainer(
+                name=str(names[0]).lstrip("/"),
+                state=str(item.get("State", "")),
+                labels={str(k): str(v) for k, v in (item.get("Labels") or {}).items()},
+                host_ports=ports,
+            ))
+        return cls(tuple(sorted(found, key=lambda c: c.name)))
+
+
+@dataclass(frozen=True)
+class Findings:
+    problems: tuple[ConfigProblem, ...]
+    warnings: tuple[str, ...]
+
+
+def check(spec: PlatformSpec, snapshot: EngineSnapshot,
+          digests: Mapping[str, str] | None = None) -> Findings:
+    """Every problem (and warning) of deploying `spec` onto the engine `snapshot` describes. `digests`: the
+    config label (components/docker_common.CONFIG_LABEL) each clustered node of `spec` will carry, by
+    instance; where given, a change that replaces several running nodes at once is warned about."""
+    problems: list[ConfigProblem] = []
+    warnings: list[str] = []
+    problems += _port_clashes(spec, snapshot)
+    mine = [c for c in snapshot.containers if c.owned_by(spec.project, spec.stack)]
+    problems += _rabbitmq(spec, mine, warnings)
+    problems += _redis(spec, mine, warnings)
+    warnings += _replaced_together(spec, mine, digests or {})
+    return Findings(tuple(problems), tuple(warnings))
+
+
+# ---- clustered nodes replaced together ----------------------------------------------------------------------
+
+
+def _replaced_together(spec: PlatformSpec, mine: Sequence[EngineContainer], digests: Mapping[str, str]) -> list[str]:
+    """A new configuration for a clustered part replaces every node that carries it in one `up`: the engine
+    orders no replacement after another's health. Two or more running nodes at once is an outage of the
+    part (RabbitMQ loses its quorum queues' majority; Redis the changed masters' slots), so the preview says
+    so and gives the rolling procedure, one node per `pulumi up --target`."""
+    found = []
+    for part, pattern in ((spec.rabbitmq.name, rf"{re.escape(spec.rabbitmq.name)}-(\d+)"),
+                          (spec.redis.name, rf"{re.escape(spec.redis.name)}-node-(\d+)")):
+        changed = [c for c in _nodes(mine, part, pattern) if c.live and _instance(c) in digests
+                   and c.labels.get(CONFIG_LABEL) not in (None, digests[_instance(c)])]
+        if len(changed) < 2:
+            continue
+        steps = "; then ".join(f"`pulumi up --target '**docker:index/container:Container::*{_instance(c)}'`"
+                               for c in changed)
+        found.append(
+            f"{part}: this update changes the configuration of {len(changed)} running nodes ({_names(changed)}), "
+            "and `pulumi up` would replace them together: the part is down until they are all back. To roll it "
+            f"one node at a time instead, run {steps}, waiting after each until the node is healthy and back in "
+            "its cluster (`docker ps` shows it healthy), then a plain `pulumi up` for the rest")
+    return found
+
+
+# ---- host ports ------------------------------------------------------------------------------------------
+
+def published_ports(spec: PlatformSpec) -> list[tuple[str, int]]:
+    """(key, host port) of every port this stack publishes on the Docker host."""
+    ports = [("banyan:nginx.port", spec.nginx.public_port)]
+    if spec.rabbitmq.management_host_port is not None:
+        ports.append(("banyan:rabbitmq.management_host_port", spec.rabbitmq.management_host_port))
+    return ports
+
+
+def _whose(container: EngineContainer, project: str) -> str:
+    labels = container.labels
+    shown = []
+    if labels.get(PROJECT_LABEL) not in (None, project):
+        shown.append(f"banyan.project {labels[PROJECT_LABEL]}")
+    if STACK_LABEL in labels:
+        shown.append(f"banyan.stack {labels[STACK_LABEL]}")
+    return ", ".join(shown) if shown else "no banyan.stack label"
+
+
+def _port_clashes(spec: PlatformSpec, snapshot: EngineSnapshot) -> list[ConfigProblem]:
+    problems = []
+    for key, port in published_ports(spec):
+        holders = [c for c in snapshot.containers
+                   if port in c.host_ports and not c.owned_by(spec.project, spec.stack)]
+        for holder in holders:
+            problems.append(ConfigProblem(key, port, (
+                f"host port {port} is already published by container {holder.name} "
+                f"({_whose(holder, spec.project)}), so this stack's `up` would fail to start its container; "
+                f"choose another port for this stack (`pulumi config set --path {key} <free port>`), "
+                "or free that port on the Docker host")))
+    return problems
+
+
+# ---- clustered parts -------------------------------------------------------------------------------------
+
+def _nodes(mine: Sequence[EngineContainer], part: str, pattern: str) -> list[EngineContainer]:
+    """This stack's node containers of `part`, in node order (instance names `pattern`, one number group)."""
+    found = []
+    for c in mine:
+        instance = c.labels.get(INSTANCE_LABEL, "")
+        match = re.fullmatch(pattern, instance)
+        if c.labels.get(PART_LABEL) == part and match:
+            found.append((int(match[1]), c))
+    return [c for _, c in sorted(found, key=lambda pair: pair[0])]
+
+
+def _instance(c: EngineContainer) -> str:
+    return c.labels.get(INSTANCE_LABEL, c.name)
+
+
+def _names(containers: Sequence[EngineContainer]) -> str:
+    return ", ".join(_instance(c) for c in containers)
+
+
+def _count_key(spec: PlatformSpec, part: Literal["rabbitmq", "redis"]) -> tuple[str, object]:
+    """The key that decided a node count: its own key when the stack sets it, else the tier."""
+    preset = TIERS[spec.tier]
+    if part == "rabbitmq":
+        from_tier = spec.rabbitmq.nodes == preset.rabbitmq_nodes
+        return ("banyan:tier", spec.tier) if from_tier else ("banyan:rabbitmq.nodes", spec.rabbitmq.nodes)
+    from_tier = (spec.redis.nodes == preset.redis_nodes
+                 and spec.redis.replicas_per_master == preset.redis_replicas_per_master)
+    return ("banyan:tier", spec.tier) if from_tier else ("banyan:redis.nodes", spec.redis.nodes)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _leaving(nodes: Sequence[EngineContainer],
+             keep: Sequence[str]) -> tuple[list[EngineContainer], list[EngineContainer]]:
+    """The nodes this `up` would remove: (still running, stopped)."""
+    leaving = [c for c in nodes if _instance(c) not in set(keep)]
+    return [c for c in leaving if c.live], [c for c in leaving if not c.live]
+
+
+def _rabbitmq(spec: PlatformSpec, mine: Sequence[EngineContainer], warnings: list[str]) -> list[ConfigProblem]:
+    rabbit = spec.rabbitmq
+    nodes = _nodes(mine, rabbit.name, rf"{re.escape(rabbit.name)}-(\d+)")
+    running, stopped = _leaving(nodes, rabbit.instance_names)
+    if stopped and not running:
+        warnings.append(
+            f"RabbitMQ node{'s' if len(stopped) > 1 else ''} {_names(stopped)}: stopped, and this `up` removes "
+            "the container (its volume is kept); it must have been taken out of the cluster first "
+            "(`rabbitmqctl forget_cluster_node`)")
+    if not running:
+        return []
+    key, value = _count_key(spec, "rabbitmq")
+    tier = f" (the {spec.tier} tier's count)" if key == "banyan:tier" else ""
+    first = _instance(running[-1])
+    # Rendered for 3+ nodes, pause_minority pauses the last node once it is one of two; it stays paused.
+    last = (" When one node is left it has paused (pause_minority): run `rabbitmqctl stop_app` and "
+            "`rabbitmqctl start_app` on it." if rabbit.nodes == 1 else "")
+    return [ConfigProblem(key, value, (
+        f"RabbitMQ would shrink from {len(nodes)} nodes to {rabbit.nodes}{tier}, but {_names(running)} "
+        f"{'is' if len(running) == 1 else 'are'} running as cluster member{'s' if len(running) > 1 else ''}; "
+        "removing a node without taking it out of the cluster costs quorum queues their majority, so this is "
+        "refused. Procedure, one node at a time, last first: on a remaining node run "
+        f"`rabbitmq-queues shrink rabbit@{first}` (its quorum queue members leave while a majority is up), stop "
+        f"the node (`docker stop {spec.project}-{spec.stack}-{first}`), run `rabbitmqctl forget_cluster_node "
+        f"rabbit@{first}` on a remaining node.{last} Then lower the count; allowed now: {len(nodes)} nodes or more "
+        "(growth is allowed)"))]
+
+
+def _redis(spec: PlatformSpec, mine: Sequence[EngineContainer], warnings: list[str]) -> list[ConfigProblem]:
+    red = spec.redis
+    nodes = _nodes(mine, red.name, rf"{re.escape(red.name)}-node-(\d+)")
+    running, stopped = _leaving(nodes, red.instance_names)
+    # A stopped node this `up` removes is the procedure's last step done; one it keeps is just stopped.
+    counted = [c for c in nodes if c not in stopped]
+    if not counted:
+        return []
+    create_step = any(_instance(c) == red.cluster_create_name and c.labels.get(PART_LABEL) == red.name
+                      for c in mine)
+    old_mode = "cluster" if create_step or len(counted) > 1 else "standalone"
+    if not running and len(counted) == red.nodes and old_mode == red.mode:
+        if stopped:
+            warnings.append(
+                f"Redis node{'s' if len(stopped) > 1 else ''} {_names(stopped)}: stopped, and this `up` removes "
+                "the container (its volume is kept); its slots must have been moved away first "
+                "(`redis-cli --cluster reshard`, `redis-cli --cluster del-node`)")
+        return []
+    key, value = _count_key(spec, "redis")
+
+    def shape(count: int, mode: str) -> str:
+        return f"a {count}-node cluster" if mode == "cluster" else f"{_plural(count, 'node')} (standalone)"
+
+    return [ConfigProblem(key, value, (
+        f"Redis would change from {shape(len(counted), old_mode)} ({_names(counted)}) to "
+        f"{shape(red.nodes, red.mode)}{f' (the {spec.tier} tier)' if key == 'banyan:tier' else ''}; a node-count "
+        "or mode change on a live Redis orphans hash slots (or finds a cluster of another shape), so this is "
+        "refused. Procedure: move the slots off the nodes to remove (`redis-cli --cluster reshard`, then "
+        "`redis-cli --cluster del-node`) and stop them, or build a fresh cluster of the new shape and migrate "
+        "the data (always so for standalone <-> cluster); allowed now: "
+        f"{shape(len(counted), old_mode)}"))]
