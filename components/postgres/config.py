@@ -15,6 +15,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from components.shell import drop_privileges
 from model.spec import PostgresSpec
 
 # Oldest major version these renderers know every emitted setting for (max_slot_wal_keep_size is 13+).
@@ -298,21 +299,8 @@ for tool in initdb pg_ctl postgres psql; do
 	command -v "$tool" >/dev/null 2>&1 || {{ log "no $tool of PostgreSQL $version on PATH"; exit 1; }}
 done
 
-# The server and its files belong to the postgres user; a container starts as root. `drop` is the command
-# prefix that runs a command as postgres (fixed words, so it splits safely unquoted).
-if [ "$(id -u)" != 0 ]; then
-	drop=
-elif command -v gosu >/dev/null 2>&1; then
-	drop="gosu postgres"
-elif command -v su-exec >/dev/null 2>&1; then
-	drop="su-exec postgres"
-elif command -v setpriv >/dev/null 2>&1; then
-	drop="env HOME=$(getent passwd postgres | cut -d: -f6) setpriv --reuid=postgres --regid=postgres --init-groups --"
-else
-	log "no way to drop to the postgres user (gosu, su-exec or setpriv)"
-	exit 1
-fi
-as_postgres() {{ $drop "$@"; }}
+# The server and its files belong to the postgres user; a container starts as root.
+{drop_privileges("postgres", log="log")}as_postgres() {{ $drop "$@"; }}
 
 own() {{
 	if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$@"; fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shlex import quote as shlex_quote
 
+from components.shell import drop_privileges
 from model.spec import RabbitMQSpec
 
 CONF_PATH = "/etc/rabbitmq/rabbitmq.conf"
@@ -185,19 +186,7 @@ if [ "$(command -v rabbitmq-server || :)" = /usr/sbin/rabbitmq-server ] && [ -d 
 fi
 export HOME="${{HOME:-{DATA_DIR}}}"
 
-if [ "$(id -u)" != 0 ]; then
-    drop=
-elif command -v gosu >/dev/null 2>&1; then
-    drop="gosu rabbitmq"
-elif command -v su-exec >/dev/null 2>&1; then
-    drop="su-exec rabbitmq"
-elif command -v setpriv >/dev/null 2>&1; then
-    drop="setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups --"
-else
-    log "no way to drop to the rabbitmq user (gosu, su-exec or setpriv)"
-    exit 1
-fi
-
+{drop_privileges("rabbitmq", log="log")}
 cookie="$HOME/.erlang.cookie"
 tmp="$cookie.banyan.$$"
 (umask 077 && printf '%s' "${COOKIE_ENV}" > "$tmp")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from components.shell import drop_privileges
 from model.spec import RedisSpec
 
 CONF_DIR = "/usr/local/etc/redis"
@@ -147,7 +148,7 @@ def render_start_script(
     parts = [
         _START_HEAD.format(conf=conf_path, data=data_dir, env=PASSWORD_ENV),
         _REFRESH.format(timeout=resolve_timeout_s) if refresh else "",
-        _START_TAIL.format(secrets="\n".join(secrets)),
+        _START_TAIL.format(secrets="\n".join(secrets), drop=drop_privileges("redis", log="echo >&2 start.sh:")),
     ]
     return "".join(parts)
 
@@ -215,21 +216,10 @@ refresh_peer_addresses
 # data directory to the redis user and drops to it, as the official image's entrypoint would.
 # "-" makes redis-server read more configuration from stdin (after the file), from the here-document.
 _START_TAIL = r"""
-drop=
 if [ "$(id -u)" = 0 ]; then
   find "$data" ! -user redis -exec chown redis:redis {{}} +
-  if command -v gosu >/dev/null 2>&1; then
-    drop="gosu redis"
-  elif command -v su-exec >/dev/null 2>&1; then
-    drop="su-exec redis"
-  elif command -v setpriv >/dev/null 2>&1; then
-    drop="setpriv --reuid=redis --regid=redis --init-groups --"
-  else
-    echo "start.sh: no way to drop to the redis user (gosu, su-exec or setpriv)" >&2
-    exit 1
-  fi
 fi
-exec $drop redis-server "$conf" "$@" - <<EOF
+{drop}exec $drop redis-server "$conf" "$@" - <<EOF
 {secrets}
 EOF
 """

@@ -129,3 +129,12 @@ def test_spec_is_frozen() -> None:
     spec = spec_for()
     with pytest.raises(Exception, match="frozen"):
         spec.gateway.instances = 3  # type: ignore[misc]
+
+
+def test_the_resolvers_workload_fields_are_exactly_the_specs() -> None:
+    """The TypedDict the resolver fills for the gateway and every service lists WorkloadSpec's fields again
+    (so the splat is type-checked); this keeps the two lists one."""
+    from model.spec import WorkloadSpec
+    from model.tiers import _WorkloadFields
+
+    assert set(_WorkloadFields.__annotations__) == set(WorkloadSpec.model_fields)
