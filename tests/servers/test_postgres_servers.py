@@ -506,8 +506,9 @@ def test_a_primary_whose_first_init_was_cut_short_comes_up_with_its_roles(
         if cut.startswith("after initdb"):
             # A `mv` on PATH that kills the entrypoint when it is about to rename the finished initdb into
             # place, as a crash or an OOM kill at that moment would; every other mv is the real one.
-            primary.host.write("/usr/local/bin/mv", '#!/bin/sh\ncase "$1" in *primary.partial) kill -9 $PPID; exit 1 ;; '
-                               'esac\nexec /bin/mv "$@"\n', 0o755)
+            primary.host.write("/usr/local/bin/mv", '#!/bin/sh\n'
+                               'case "$1" in *primary.partial) kill -9 $PPID; exit 1 ;; esac\n'
+                               'exec /bin/mv "$@"\n', 0o755)
             primary.binds.append("/usr/local/bin")
             primary.start()
             proc = primary.host.procs[-1]
