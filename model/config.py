@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -45,6 +46,17 @@ def _check_image(ref: str) -> str:
 
 
 Image = Annotated[str, AfterValidator(_check_image)]
+
+
+def _check_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("must be an IP address of the Docker host, such as 127.0.0.1 or 0.0.0.0") from None
+    return value
+
+
+HostAddress = Annotated[str, AfterValidator(_check_address)]
 
 
 def _version_text(value: object) -> object:
@@ -259,6 +271,10 @@ class NginxConfig(Model):
     """Official nginx image, pinned."""
     port: Port = 8080
     """Public port: published on the Docker host, or the Kubernetes Service port."""
+    publish_address: HostAddress = "127.0.0.1"
+    """Docker only: the host address the public port is published on. 127.0.0.1 keeps the platform on this
+    machine; 0.0.0.0 publishes it on every interface, over plain HTTP, past host firewalls (Docker's NAT rules
+    bypass ufw and firewalld)."""
     instances: Count | None = None
     """Nginx instances (Docker: always 1). Unset: small 1, medium 2, large 3 on Kubernetes."""
     keepalive_connections: Annotated[int, Field(ge=1, le=10_000)] = 64

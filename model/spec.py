@@ -173,6 +173,8 @@ class NginxSpec(Frozen):
     name: str
     image: str
     public_port: int
+    # Docker: the host address the public port is published on.
+    publish_address: str
     listen_port: int
     instances: int
     keepalive_connections: int

@@ -22,6 +22,7 @@ Where each number comes from:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -428,6 +429,14 @@ class _Resolver:
     def nginx(self) -> NginxSpec:
         ng_cfg = self.config.nginx
         ng_instances = _pick(ng_cfg.instances, self.preset.nginx_instances)
+        if self.config.target != "docker" and "publish_address" in ng_cfg.model_fields_set:
+            self.warnings.append("banyan:nginx.publish_address only applies to target docker; ignored "
+                                 "(the Service type decides who reaches Nginx: banyan:nginx.service_type)")
+        elif self.config.target == "docker" and not ipaddress.ip_address(ng_cfg.publish_address).is_loopback:
+            self.warnings.append(
+                f"banyan:nginx.publish_address {ng_cfg.publish_address} publishes the platform beyond this host "
+                f"on port {ng_cfg.port}, over plain HTTP; Docker's NAT rules bypass host firewalls (ufw, "
+                "firewalld), so anyone who reaches the address reaches the gateways")
         if self.config.target == "docker":
             if ng_cfg.instances is not None and ng_cfg.instances > 1:
                 self.problem("nginx.instances", ng_cfg.instances,
@@ -437,6 +446,7 @@ class _Resolver:
             name="nginx",
             image=ng_cfg.image,
             public_port=ng_cfg.port,
+            publish_address=ng_cfg.publish_address,
             listen_port=PORTS["nginx"] if self.config.target == "docker" else NGINX_UNPRIVILEGED_PORT,
             instances=ng_instances,
             keepalive_connections=ng_cfg.keepalive_connections,

@@ -15,8 +15,6 @@ from model.spec import NginxSpec
 CONF_PATH = "/etc/nginx/nginx.conf"
 # Docker's embedded DNS server, present in every container on a user-defined network.
 DOCKER_DNS = "127.0.0.11"
-# Everything reachable from other machines listens here; the rest of the platform stays on loopback.
-PUBLIC_IP = "0.0.0.0"
 
 
 def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Sequence[str], upstream_port: int,
@@ -34,7 +32,8 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
         health=docker_common.Health.http(spec.listen_port, HEALTH_PATH),
         parent=parent,
         uploads=[docker_common.Upload(CONF_PATH, conf)],
-        published=[docker_common.Published(spec.listen_port, spec.public_port, ip=PUBLIC_IP)],
+        # Loopback unless the stack says otherwise (banyan:nginx.publish_address): the only part that may be.
+        published=[docker_common.Published(spec.listen_port, spec.public_port, ip=spec.publish_address)],
         # Children do not inherit a component's depends_on: the container itself must wait for
         # what the caller named (the gateway containers), or it may start before any gateway.
         depends_on=list(depends_on),

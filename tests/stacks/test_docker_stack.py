@@ -198,14 +198,19 @@ def test_volumes_are_retained_and_protected_as_the_stack_says(tier: str) -> None
 
 
 @pytest.mark.parametrize("tier", TIERS_)
-def test_only_nginx_is_published_beyond_loopback(tier: str) -> None:
+def test_the_dev_edge_stays_on_loopback_unless_the_stack_opens_it(tier: str) -> None:
     r = rendered(tier)
     published = {n: c.plain_inputs.get("ports") or [] for n, c in containers(r).items()}
     public = {n for n, ports in published.items() for p in ports if p.get("ip", "0.0.0.0") != "127.0.0.1"}
-    assert public == {"nginx"}
-    assert published["nginx"][0]["external"] == 8080
+    assert public == set(), "by default nothing is published beyond the host's loopback"
+    assert [(p["ip"], p["external"]) for p in published["nginx"]] == [("127.0.0.1", 8080)]
     mgmt = published["rabbitmq-1"]
     assert [(p["ip"], p["external"]) for p in mgmt] == [("127.0.0.1", 15672)]
+    opened = render_stack("dev", set={"tier": tier, "nginx.publish_address": "0.0.0.0"})
+    published = {n: c.plain_inputs.get("ports") or [] for n, c in containers(opened).items()}
+    public = {n for n, ports in published.items() for p in ports if p.get("ip", "0.0.0.0") != "127.0.0.1"}
+    assert public == {"nginx"}, "the one key opens Nginx, and only Nginx"
+    assert any("publishes the platform beyond this host" in w for w in opened.warnings)
 
 
 def test_components_use_the_banyan_type_tokens_and_children_their_parents_names() -> None:

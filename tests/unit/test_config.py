@@ -36,6 +36,8 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing image", {"services": [{"name": "a"}]}, "banyan:services[0].image", "required"),
     ("latest image", {"services[0].image": "redis:latest"}, "banyan:services[0].image", "not 'latest'"),
     ("untagged image", {"postgres.image": "postgres"}, "banyan:postgres.image", "pinned to a tag"),
+    ("publish address not an IP", {"nginx.publish_address": "everywhere"}, "banyan:nginx.publish_address",
+     "must be an IP address of the Docker host"),
     ("bad service name", {"services[0].name": "User_Service"}, "banyan:services[0].name", "pattern"),
     ("unknown workload kind", {"services[1].workload": "gpu"}, "banyan:services[1].workload",
      "'cpu', 'io' or 'memory'"),

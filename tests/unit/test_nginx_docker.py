@@ -75,7 +75,8 @@ def test_only_the_public_port_is_published_beyond_loopback(
     spec, rendering, seen = rendered
     ports = the_container(rendering).inputs["ports"]
     assert ports == [{"internal": spec.nginx.listen_port, "external": spec.nginx.public_port,
-                      "ip": "0.0.0.0", "protocol": "tcp"}]
+                      "ip": spec.nginx.publish_address, "protocol": "tcp"}]
+    assert spec.nginx.publish_address == "127.0.0.1", "loopback unless the stack opens it"
     assert seen["public_url"] == f"http://localhost:{spec.nginx.public_port}"
 
 
