@@ -8,6 +8,7 @@ from testkit.render import (
     PROJECT_DIR,
     UNKNOWN,
     BanyanMocks,
+    NoStackFileError,
     PreviewMocks,
     RecordedResource,
     Rendering,
@@ -26,7 +27,7 @@ from testkit.render import (
 )
 
 __all__ = [
-    "PROJECT_DIR", "UNKNOWN", "BanyanMocks", "PreviewMocks", "RecordedResource", "Rendering", "Secret",
-    "Unknown", "apply_sets", "mock_secret_value", "project_name", "read_stack_file", "render_program",
+    "PROJECT_DIR", "UNKNOWN", "BanyanMocks", "NoStackFileError", "PreviewMocks", "RecordedResource", "Rendering",
+    "Secret", "Unknown", "apply_sets", "mock_secret_value", "project_name", "read_stack_file", "render_program",
     "render_stack", "resolve_output", "to_engine_config", "unwrap", "walk_plain",
 ]

@@ -260,9 +260,16 @@ class _LogCollector(logging.Handler):
 _SET_KEY = re.compile(r"^(?:banyan:)?([a-z_]+)((?:\.[a-z_]+|\.\d+|\[\d+\])*)$")
 
 
+class NoStackFileError(LookupError):
+    """The stack named has no Pulumi.<stack>.yaml; the message names the stacks there are."""
+
+
 def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """The `config:` map of Pulumi.<stack>.yaml, as YAML data."""
     path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        raise NoStackFileError(f"no stack file {path.name} in {project_dir}; the stacks there: {', '.join(known)}")
     data = yaml.safe_load(path.read_text()) or {}
     return dict(data.get("config") or {})
 

@@ -35,6 +35,7 @@ from model.stateful import is_stateful_type
 from testkit.render import (
     PROJECT_DIR,
     UNKNOWN,
+    NoStackFileError,
     RecordedResource,
     Rendering,
     Secret,
@@ -420,8 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
-        print(f"error: no stack file {err.filename}", file=sys.stderr)
+    except NoStackFileError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     if args.format == "json":
         sys.stdout.write(render_json(plan))

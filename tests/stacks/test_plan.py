@@ -121,7 +121,9 @@ def test_cli_rejects_bad_input_without_a_traceback() -> None:
     assert done.returncode == 2
     assert 'banyan:tier: got "huge"' in done.stderr
     assert "Traceback" not in done.stderr
-    assert run_cli("nosuchstack").returncode == 2
+    missing = run_cli("nosuchstack")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "no stack file Pulumi.nosuchstack.yaml" in missing.stderr and "dev, prod" in missing.stderr
 
 
 def test_cli_diff_against_a_git_ref() -> None:

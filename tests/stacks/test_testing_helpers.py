@@ -78,3 +78,10 @@ def test_resolve_output_gives_plain_values_and_refuses_unknowns() -> None:
 
     render_program(program, {}, project="banyan", stack="t", preview=True, mocks=PreviewMocks())
     assert seen == {"plain": "ab", "secret": "s"}
+
+
+def test_a_stack_without_a_file_is_named_with_the_stacks_there() -> None:
+    from testkit import NoStackFileError, render_stack
+
+    with pytest.raises(NoStackFileError, match=r"no stack file Pulumi\.staging\.yaml .*the stacks there: dev, prod"):
+        render_stack("staging")
