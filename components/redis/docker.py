@@ -107,6 +107,7 @@ def _create_step(
     provider's create, so RedisCluster.ready turns it into an error.
     """
     instance = spec.cluster_create_name
+    script = render_cluster_create_script(spec)
     pulled = target.image(spec.image)
     # Replacing a node (new image or config) replaces this step too, so it runs again and dependants wait
     # until the cluster agrees again; the run finds the cluster formed and changes nothing.
@@ -119,7 +120,7 @@ def _create_step(
         INSTANCE_LABEL: instance,
         "banyan.redis-nodes": node_ids,
         CONFIG_LABEL: docker_common.config_digest(
-            [docker_common.Upload(CREATE_PATH, render_cluster_create_script(spec), executable=True)], None,
+            [docker_common.Upload(CREATE_PATH, script, executable=True)], None,
             ["/bin/sh", CREATE_PATH]),
     }
     return docker.Container(
@@ -131,7 +132,7 @@ def _create_step(
         envs=docker_common.env_list({CLI_AUTH_ENV: credentials.password}),
         uploads=[
             docker.ContainerUploadArgs(
-                file=CREATE_PATH, content=render_cluster_create_script(spec), executable=True
+                file=CREATE_PATH, content=script, executable=True
             )
         ],
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=target.network_name)],

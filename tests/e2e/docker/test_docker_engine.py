@@ -333,9 +333,11 @@ def test_postgres_replicas_stream_from_the_primary(engine: Engine, images: dict[
 
 
 def _management(stack: StackDriver, path: str, user_env: str = "RABBITMQ_DEFAULT_USER",
-                password_env: str = "RABBITMQ_DEFAULT_PASS") -> tuple[int, Any]:
+                password_env: str = "RABBITMQ_DEFAULT_PASS", *, env: dict[str, str] | None = None) -> tuple[int, Any]:
+    """GET on node 1's published management API, as the user whose name and password `stack`'s node 1 (or
+    `env`, another deployment's environment of it) holds under those keys."""
     node = "rabbitmq-1"
-    env = stack.env(node)
+    env = env or stack.env(node)
     token = base64.b64encode(f"{env[user_env]}:{env[password_env]}".encode()).decode()
     port = stack.step(node).inputs["ports"][0]["external"]
     status, body = http_get(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Basic {token}"})
@@ -412,12 +414,7 @@ def test_destroy_then_up_with_new_passwords_keeps_the_data_and_the_new_passwords
             assert _psql(after, replica, "SELECT x FROM kept", new_pg)[:2] == (0, "42"), replica
         status, whoami = _management(after, "/api/whoami")
         assert status == 200, whoami
-        old_token = base64.b64encode(
-            f"{before.env('rabbitmq-1')['RABBITMQ_DEFAULT_USER']}:{before.env('rabbitmq-1')['RABBITMQ_DEFAULT_PASS']}"
-            .encode()).decode()
-        port = after.step("rabbitmq-1").inputs["ports"][0]["external"]
-        assert http_get(f"http://127.0.0.1:{port}/api/whoami",
-                        headers={"Authorization": f"Basic {old_token}"})[0] == 401
+        assert _management(after, "/api/whoami", env=before.env("rabbitmq-1"))[0] == 401
     finally:
         after.down(volumes=False)
         before.down(volumes=True)
