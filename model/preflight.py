@@ -121,11 +121,18 @@ def _replaced_together(spec: PlatformSpec, mine: Sequence[EngineContainer], dige
             continue
         steps = "; then ".join(f"`pulumi up --target '**docker:index/container:Container::*{_instance(c)}'`"
                                for c in changed)
+        if part == spec.rabbitmq.name:
+            between = ("before each, `rabbitmq-queues check_if_node_is_quorum_critical` (docker exec in that node) "
+                       "must pass: every quorum queue keeps a majority without it")
+        else:
+            between = ("after each, wait until `redis-cli cluster info` says `cluster_state:ok` on every node and "
+                       "`redis-cli cluster nodes` shows no `fail` or `disconnected`")
         found.append(
             f"{part}: this update changes the configuration of {len(changed)} running nodes ({_names(changed)}), "
             "and `pulumi up` would replace them together: the part is down until they are all back. To roll it "
-            f"one node at a time instead, run {steps}, waiting after each until the node is healthy and back in "
-            "its cluster (`docker ps` shows it healthy), then a plain `pulumi up` for the rest")
+            f"one node at a time instead, run {steps}; {between}; then a plain `pulumi up` for the rest "
+            "(measured in tests/e2e/docker/test_day2.py: no confirmed message lost, no failed request on the "
+            "other masters)")
     return found
 
 
@@ -184,7 +191,7 @@ def _names(containers: Sequence[EngineContainer]) -> str:
     return ", ".join(_instance(c) for c in containers)
 
 
-def _count_key(spec: PlatformSpec, part: Literal["rabbitmq", "redis"]) -> tuple[str, object]:
+def count_key(spec: PlatformSpec, part: Literal["rabbitmq", "redis"]) -> tuple[str, object]:
     """The key that decided a node count: its own key when the stack sets it, else the tier."""
     preset = TIERS[spec.tier]
     if part == "rabbitmq":
@@ -217,7 +224,7 @@ def _rabbitmq(spec: PlatformSpec, mine: Sequence[EngineContainer], warnings: lis
             "(`rabbitmqctl forget_cluster_node`)")
     if not running:
         return []
-    key, value = _count_key(spec, "rabbitmq")
+    key, value = count_key(spec, "rabbitmq")
     tier = f" (the {spec.tier} tier's count)" if key == "banyan:tier" else ""
     first = _instance(running[-1])
     # Rendered for 3+ nodes, pause_minority pauses the last node once it is one of two; it stays paused.
@@ -252,7 +259,7 @@ def _redis(spec: PlatformSpec, mine: Sequence[EngineContainer], warnings: list[s
                 "the container (its volume is kept); its slots must have been moved away first "
                 "(`redis-cli --cluster reshard`, `redis-cli --cluster del-node`)")
         return []
-    key, value = _count_key(spec, "redis")
+    key, value = count_key(spec, "redis")
 
     def shape(count: int, mode: str) -> str:
         return f"a {count}-node cluster" if mode == "cluster" else f"{_plural(count, 'node')} (standalone)"

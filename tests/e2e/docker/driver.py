@@ -316,6 +316,11 @@ def parts(*names: str) -> Callable[[RecordedResource], bool]:
     return select
 
 
+def target(instance: str) -> Callable[[Step], bool]:
+    """`pulumi up --target` of one container, by its instance, for StackDriver.update(only=...)."""
+    return lambda step: step.instance == instance
+
+
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int
@@ -329,6 +334,24 @@ class Created:
     name: str
     id: str
     inputs: dict[str, Any] = field(repr=False)
+
+
+# Container inputs an update changes without a replacement (the provider's schema: no ForceNew). The first set is
+# sent as one ContainerUpdate (resourceDockerContainerUpdate); the second only changes the provider's state.
+IN_PLACE_SENT = frozenset({"restart", "maxRetryCount", "cpuShares", "memory", "memoryReservation", "memorySwap"})
+IN_PLACE = IN_PLACE_SENT | {"start", "wait", "waitTimeout", "attach", "logs", "mustRun", "removeVolumes",
+                            "destroyGraceSeconds"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step of an update: `create`, `update` (in place), `replace` (delete first) or `delete`; `fields`
+    are the inputs that differ."""
+
+    action: str
+    urn: str
+    label: str
+    fields: tuple[str, ...]
 
 
 class StackDriver:
@@ -351,7 +374,8 @@ class StackDriver:
         self.max_restarts = max_restarts
         self.remove_volumes_on_exit = remove_volumes_on_exit
         self._log = log or (lambda line: print(f"[docker] {line}", flush=True))
-        self.steps, self.dropped = self._plan(select)
+        self._select = select
+        self.steps, self.dropped = self._plan(rendering, select)
         self.created: list[Created] = []
         self.timings: dict[str, float] = {}
         self.up_seconds: float | None = None
@@ -362,9 +386,10 @@ class StackDriver:
 
     # -- planning
 
-    def _plan(self, select: Callable[[RecordedResource], bool] | None) -> tuple[dict[str, Step], list[str]]:
-        by_urn = {r.urn: r for r in self.rendering.resources}
-        docker = {r.urn: r for r in self.rendering.resources if r.type.startswith("docker:")}
+    def _plan(self, rendering: Rendering,
+              select: Callable[[RecordedResource], bool] | None) -> tuple[dict[str, Step], list[str]]:
+        by_urn = {r.urn: r for r in rendering.resources}
+        docker = {r.urn: r for r in rendering.resources if r.type.startswith("docker:")}
         for r in docker.values():
             if r.type not in TYPES:
                 raise UnsupportedInputError(f"{r.type} {r.name}: resource type not implemented by this driver")
@@ -381,7 +406,7 @@ class StackDriver:
                     if urn in docker:
                         out.add(urn)
                 else:
-                    out |= {d.urn for d in self.rendering.resources if d.urn in docker and _under(d, dep, by_urn)}
+                    out |= {d.urn for d in rendering.resources if d.urn in docker and _under(d, dep, by_urn)}
             return out
 
         chosen = {urn for urn, r in docker.items() if r.type == CONTAINER and (select is None or select(r))}
@@ -396,7 +421,7 @@ class StackDriver:
                     frontier.append(dep)
         steps: dict[str, Step] = {}
         dropped: list[str] = []
-        for urn in [r.urn for r in self.rendering.resources if r.urn in chosen]:
+        for urn in [r.urn for r in rendering.resources if r.urn in chosen]:
             r = docker[urn]
             deps = docker_deps(r)
             dropped += [f"{r.name} -> {by_urn[d].name}" for d in sorted(deps - chosen)]
@@ -435,21 +460,27 @@ class StackDriver:
     def up(self) -> None:
         """Create every planned resource, dependencies first and independent ones in parallel. On the first
         failure nothing new is started, what is in flight finishes, and the failure is raised."""
+        self.up_seconds = self._schedule({urn: (step, self._create) for urn, step in self.steps.items()})
+        self._log(f"up: {len(self.steps)} resources in {self.up_seconds:.1f}s")
+
+    def _schedule(self, work: Mapping[str, tuple[Step, Callable[[Step], None]]]) -> float:
+        """Run each step's action once the steps it depends on that are also in `work` are done (the others
+        exist already), independent ones in parallel, as the engine schedules them. Returns the wall time."""
         started = time.monotonic()
-        pending = dict(self.steps)
+        pending = dict(work)
         done: set[str] = set()
         failures: list[BaseException] = []
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
             running: dict[Future[None], str] = {}
             while pending or running:
                 if not failures:
-                    for urn, step in list(pending.items()):
-                        if all(d in done for d in step.deps):
-                            running[pool.submit(self._create, step)] = urn
+                    for urn, (step, action) in list(pending.items()):
+                        if all(d in done or d not in work for d in step.deps):
+                            running[pool.submit(action, step)] = urn
                             del pending[urn]
                 if not running:
                     if pending and not failures:
-                        raise StackError(f"dependency cycle among {sorted(s.label for s in pending.values())}")
+                        raise StackError(f"dependency cycle among {sorted(s.label for s, _ in pending.values())}")
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -459,15 +490,125 @@ class StackDriver:
                         done.add(urn)
                     else:
                         failures.append(error)
-        self.up_seconds = time.monotonic() - started
         if failures:
             first = failures[0]
             for other in failures[1:]:
                 first.add_note(f"also: {other}")
             if pending:
-                first.add_note(f"not created: {', '.join(sorted(s.label for s in pending.values()))}")
+                first.add_note(f"not done: {', '.join(sorted(s.label for s, _ in pending.values()))}")
             raise first
-        self._log(f"up: {len(self.steps)} resources in {self.up_seconds:.1f}s")
+        return time.monotonic() - started
+
+    # -- update
+
+    def changes(self, rendering: Rendering) -> list[Change]:
+        """What `pulumi up` of `rendering` would do to what this driver holds, as the provider decides it: a
+        container whose changed inputs are all in IN_PLACE is updated, any other changed input replaces it
+        (delete first, as the stack asks); anything else that changed is replaced. Unchanged resources are
+        not listed. In the new rendering's order, deletions last."""
+        new_steps, _ = self._plan(rendering, self._select)
+        out: list[Change] = []
+        for urn, step in new_steps.items():
+            old = self.steps.get(urn)
+            if old is None:
+                out.append(Change("create", urn, step.label, ()))
+                continue
+            fields = tuple(sorted(k for k in set(old.inputs) | set(step.inputs)
+                                  if old.inputs.get(k) != step.inputs.get(k)))
+            if not fields:
+                continue
+            in_place = step.resource.type == CONTAINER and set(fields) <= IN_PLACE
+            out.append(Change("update" if in_place else "replace", urn, step.label, fields))
+        out += [Change("delete", urn, step.label, ()) for urn, step in self.steps.items() if urn not in new_steps]
+        return out
+
+    def update(self, rendering: Rendering, *, only: Callable[[Step], bool] | None = None) -> list[Change]:
+        """Bring the engine to `rendering` the way `pulumi up` would (`only`: as `pulumi up --target`, just
+        the steps it accepts; the others keep what they have). Creates, in-place updates and replacements
+        in dependency order, independent ones in parallel; deletions after them, newest first. Returns
+        what was done."""
+        new_steps, _ = self._plan(rendering, self._select)
+        wanted = [c for c in self.changes(rendering)
+                  if only is None or only(new_steps[c.urn] if c.urn in new_steps else self.steps[c.urn])]
+        work: dict[str, tuple[Step, Callable[[Step], None]]] = {}
+        for change in wanted:
+            if change.action == "create":
+                work[change.urn] = (new_steps[change.urn], self._create)
+            elif change.action == "update":
+                work[change.urn] = (new_steps[change.urn], self._update_in_place)
+            elif change.action == "replace":
+                work[change.urn] = (new_steps[change.urn], self._replace)
+        took = self._schedule(work)
+        for change in reversed([c for c in wanted if c.action == "delete"]):
+            self._delete(self.steps[change.urn])
+        for change in wanted:
+            if change.action == "delete":
+                del self.steps[change.urn]
+            else:
+                self.steps[change.urn] = new_steps[change.urn]
+        self.rendering = rendering
+        counts = {a: sum(c.action == a for c in wanted) for a in ("create", "update", "replace", "delete")}
+        self._log(f"update: {', '.join(f'{n} {a}' for a, n in counts.items())} in {took:.1f}s")
+        return wanted
+
+    def replace(self, instance: str) -> None:
+        """Replace one container as it is (what the engine does to a resource whose inputs follow another's
+        new id, such as the Redis creation step's label of its nodes' ids)."""
+        step = self.step(instance)
+        self._schedule({step.resource.urn: (step, self._replace)})
+
+    def step_of(self, urn: str) -> Step:
+        return self.steps[urn]
+
+    def _update_in_place(self, step: Step) -> None:
+        """The provider's in-place container update: one ContainerUpdate with the restart policy and the
+        resources (memory values in MiB as the inputs carry them), when any of them changed."""
+        i = step.inputs
+        old = self.steps[step.resource.urn].inputs
+        if all(old.get(k) == i.get(k) for k in IN_PLACE_SENT):
+            self._log(f"{step.label}: provider state only")
+            return
+        body: dict[str, Any] = {
+            "RestartPolicy": {"Name": i.get("restart", "no"), "MaximumRetryCount": i.get("maxRetryCount", 0)},
+            "CpuShares": i.get("cpuShares", 0), "Memory": _mib(i.get("memory", 0)),
+            "MemoryReservation": _mib(i.get("memoryReservation", 0)),
+        }
+        if i.get("memorySwap"):
+            body["MemorySwap"] = _mib(i["memorySwap"]) if i["memorySwap"] > 0 else i["memorySwap"]
+        self.engine.call("POST", f"/containers/{self.container_id(step.instance)}/update", json_body=body)
+        self._log(f"{step.label}: updated in place")
+
+    def _replace(self, step: Step) -> None:
+        self._delete(self.steps[step.resource.urn])
+        self._create(step)
+
+    def _delete(self, step: Step) -> None:
+        """The provider's delete: a container is stopped with its destroyGraceSeconds (0 when unset: SIGKILL
+        after SIGTERM at once), unless it is attached, then removed; a network is removed; a volume is kept
+        (the stack retains volumes on delete)."""
+        kind = step.resource.type
+        name = step.inputs.get("name", step.resource.name)
+        if kind == CONTAINER:
+            ident = self.container_id(step.instance)
+            grace = int(step.inputs.get("destroyGraceSeconds", 0))
+            if not step.inputs.get("attach"):
+                self.engine.call("POST", f"/containers/{ident}/stop", query={"t": grace},
+                                 timeout_s=self.engine.timeout_s + grace, missing_ok=True)
+            self.engine.call("DELETE", f"/containers/{ident}",
+                             query={"force": True, "v": bool(step.inputs.get("removeVolumes", True))}, missing_ok=True)
+            with self._lock:
+                self._ids.pop(step.instance, None)
+                self.created = [m for m in self.created if m.id != ident]
+        elif kind == NETWORK:
+            made = [m for m in self.created if m.type == NETWORK and m.name == name]
+            for m in made:
+                self.engine.call("DELETE", f"/networks/{m.id}", missing_ok=True)
+            with self._lock:
+                self.created = [m for m in self.created if m not in made]
+        elif kind == VOLUME:
+            raise StackError(f"{step.label}: this update would replace or delete a volume; the stack retains "
+                             "volumes, so the data would be left behind under the old name")
+        self._log(f"{step.label}: deleted")
 
     def _create(self, step: Step) -> None:
         started = time.monotonic()
