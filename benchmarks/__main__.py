@@ -9,9 +9,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from benchmarks import common, edge, render, suite
+from benchmarks import common, edge, postgres, rabbitmq, redis_cluster, render, suite
 
-PARTS = ("edge", "render", "suite")
+PARTS = ("edge", "postgres", "rabbitmq", "redis", "render", "suite")
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -28,6 +28,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--render-runs", type=int, default=3, help="fresh processes per rendering figure")
     p.add_argument("--render-repeat", type=int, default=3, help="timed renders per process (per-tier figures)")
     p.add_argument("--no-servers", action="store_true", help="skip timing the real-server suite")
+    p.add_argument("--data-rounds", type=int, default=3,
+                   help="data-tier rounds (postgres, rabbitmq, redis; each runs our config and the stock one)")
+    p.add_argument("--data-duration", type=int, default=10, help="seconds of load per data-tier run")
+    p.add_argument("--data-warmup", type=int, default=2, help="seconds of untimed load before each data-tier run")
     p.add_argument("--json", metavar="PATH", help="also write the rows, notes and machine as JSON")
     args = p.parse_args(argv)
     args.parts = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -37,6 +41,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     if args.quick:
         args.edge_runs, args.duration, args.warmup, args.render_runs, args.no_servers = 1, 3, 1, 1, True
         args.render_repeat, args.no_reuse_pass = 1, False
+        args.data_rounds, args.data_duration, args.data_warmup = 1, 3, 1
     else:
         args.no_reuse_pass = True
     return args
@@ -51,6 +56,16 @@ def main(argv: Sequence[str]) -> int:
         sections.append(edge.run(edge.EdgeOptions(runs=args.edge_runs, duration_s=args.duration,
                                                   warmup_s=args.warmup, connections=args.connections,
                                                   threads=args.threads, no_reuse_pass=args.no_reuse_pass)))
+    data = {"rounds": args.data_rounds, "duration_s": args.data_duration, "warmup_s": args.data_warmup}
+    if "postgres" in args.parts:
+        print("== postgres (pgbench): ours vs stock postgresql.conf", file=sys.stderr, flush=True)
+        sections.append(postgres.run(postgres.PostgresOptions(**data)))
+    if "rabbitmq" in args.parts:
+        print("== rabbitmq (quorum queue, confirms): ours vs stock rabbitmq.conf", file=sys.stderr, flush=True)
+        sections.append(rabbitmq.run(rabbitmq.RabbitOptions(**data)))
+    if "redis" in args.parts:
+        print("== redis cluster (redis-benchmark): ours vs stock redis.conf", file=sys.stderr, flush=True)
+        sections.append(redis_cluster.run(redis_cluster.RedisOptions(**data)))
     if "render" in args.parts:
         print("== rendering cost", file=sys.stderr, flush=True)
         sections.append(render.run(render.RenderOptions(runs=args.render_runs, repeat=args.render_repeat)))

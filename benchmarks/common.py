@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import math
 import os
 import platform
 import re
@@ -12,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,6 +50,45 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by the nearest-rank method: a value that was actually measured."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+def rotation(names: Sequence[str], round_: int) -> list[str]:
+    """The order of the configs in round `round_`: shifted by one each round, so none always runs first."""
+    shift = round_ % len(names)
+    return [*names[shift:], *names[:shift]]
+
+
+class Measured(Protocol):
+    """One run of one config in one round (the edge's, the data tier's)."""
+
+    @property
+    def config(self) -> str: ...
+
+    @property
+    def round(self) -> int: ...
+
+
+def paired(runs: Sequence[Measured], a: str, b: str, attr: str) -> list[float]:
+    """attr of `a` / attr of `b`, per round: the configs of one round ran within seconds of each other, so
+    whatever else the machine did then weighs on both. The table reports the median of these."""
+    by_round: dict[int, dict[str, Measured]] = {}
+    for r in runs:
+        by_round.setdefault(r.round, {})[r.config] = r
+    return [getattr(rs[a], attr) / getattr(rs[b], attr) for rs in by_round.values()
+            if a in rs and b in rs and getattr(rs[b], attr) > 0]
+
+
+def spread(values: Sequence[float]) -> str:
+    return f"median of {len(values)}; runs {min(values):.2f}-{max(values):.2f}" if values else ""
+
+
 def fmt_ratio(value: float) -> str:
     return f"{value:.2f}x"
 
@@ -67,6 +109,24 @@ def _cmd_output(argv: Sequence[str]) -> str:
     return (done.stdout + done.stderr).strip()
 
 
+def _package(name: str) -> str:
+    """A Debian package's installed version, or ''."""
+    if shutil.which("dpkg-query") is None:
+        return ""
+    out = _cmd_output(["dpkg-query", "-W", "-f", "${Status}|${Version}", name])
+    status, _, version = out.partition("|")
+    return version if status.endswith("installed") and "not-installed" not in status else ""
+
+
+def _dist(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def machine() -> dict[str, str]:
     """What the numbers were measured on."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
@@ -75,7 +135,8 @@ def machine() -> dict[str, str]:
     mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.M)
     debian = Path("/etc/debian_version")
     nginx = re.search(r"nginx/(\S+)", _cmd_output(["nginx", "-v"])) if shutil.which("nginx") else None
-    wrk = _cmd_output(["dpkg-query", "-W", "-f", "${Version}", "wrk"]) if shutil.which("dpkg-query") else ""
+    wrk = _package("wrk")
+    majors = sorted((p.split("/")[4] for p in glob.glob("/usr/lib/postgresql/*/bin/postgres")), key=int)
     try:
         from importlib.metadata import version
 
@@ -90,6 +151,14 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "nginx": nginx.group(1) if nginx else "not installed",
         "wrk": wrk or ("installed" if shutil.which("wrk") else "not installed"),
+        # The data tier's servers (Debian's packages) and their clients.
+        "PostgreSQL": _package(f"postgresql-{majors[-1]}") if majors else "not installed",
+        "RabbitMQ": _package("rabbitmq-server") or "not installed",
+        "Erlang": _package("erlang-base") or "not installed",
+        "Redis": _package("redis-server") or "not installed",
+        "pika": _dist("pika"),
+        # Other work on the machine while the run ended (the cores are shared): 1, 5 and 15 minute averages.
+        "load average": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
         "Python": sys.version.split()[0],
         "pulumi SDK": pulumi,
     }

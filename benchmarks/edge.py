@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import PROJECT_DIR, Row, Section, fmt_int, fmt_ratio, median
+from benchmarks.common import PROJECT_DIR, Row, Section, fmt_int, fmt_ratio, median, paired, rotation, spread
 from testkit.netns import Host, traversable, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -456,18 +456,6 @@ class Bench:
                    proxy_cpu_us_per_req=cpu_us / max(1, out["requests"]), time_wait=waiting, ports=ports)
 
 
-def _paired(runs: Sequence[Run], a: str, b: str, attr: str) -> list[float]:
-    by_round: dict[int, dict[str, Run]] = {}
-    for r in runs:
-        by_round.setdefault(r.round, {})[r.config] = r
-    return [getattr(rs[a], attr) / getattr(rs[b], attr) for rs in by_round.values()
-            if a in rs and b in rs and getattr(rs[b], attr) > 0]
-
-
-def _spread(values: Sequence[float]) -> str:
-    return f"median of {len(values)}; runs {min(values):.2f}-{max(values):.2f}" if values else ""
-
-
 def summarize(runs: Sequence[Run], stub_rps: float, no_reuse: Sequence[Run]) -> list[Row]:
     rows: list[Row] = []
     per: dict[str, dict[str, float]] = {}
@@ -491,21 +479,21 @@ def summarize(runs: Sequence[Run], stub_rps: float, no_reuse: Sequence[Run]) -> 
             f"{p['conns_per_req']:.3f} new upstream conns/req; proxy CPU {p['cpu']:.0f} µs/req",
         ))
     rows.append(Row("edge", "one stub gateway alone, no proxy (the ceiling)", f"{fmt_int(stub_rps)} req/s"))
-    vs_guide = _paired(runs, "ours", "guide", "rps")
-    vs_base = _paired(runs, "ours", "baseline", "rps")
-    p99_base = _paired(runs, "ours", "baseline", "p99_ms")
-    rows.append(Row("edge", "requests/s, ours / guide's", _spread(vs_guide), fmt_ratio(median(vs_guide)),
+    vs_guide = paired(runs, "ours", "guide", "rps")
+    vs_base = paired(runs, "ours", "baseline", "rps")
+    p99_base = paired(runs, "ours", "baseline", "p99_ms")
+    rows.append(Row("edge", "requests/s, ours / guide's", spread(vs_guide), fmt_ratio(median(vs_guide)),
                     ">= 3x", median(vs_guide) >= 3))
-    rows.append(Row("edge", "requests/s, ours / baseline", _spread(vs_base), fmt_ratio(median(vs_base)),
+    rows.append(Row("edge", "requests/s, ours / baseline", spread(vs_base), fmt_ratio(median(vs_base)),
                     ">= 0.95x", median(vs_base) >= 0.95))
-    rows.append(Row("edge", "p99 latency, ours / baseline", _spread(p99_base), fmt_ratio(median(p99_base)),
+    rows.append(Row("edge", "p99 latency, ours / baseline", spread(p99_base), fmt_ratio(median(p99_base)),
                     "<= 1x (no worse)", median(p99_base) <= 1.0))
-    cpu_guide = _paired(runs, "guide", "ours", "proxy_cpu_us_per_req")
-    cpu_base = _paired(runs, "baseline", "ours", "proxy_cpu_us_per_req")
+    cpu_guide = paired(runs, "guide", "ours", "proxy_cpu_us_per_req")
+    cpu_base = paired(runs, "baseline", "ours", "proxy_cpu_us_per_req")
     rows.append(Row("edge", "proxy CPU per request (nginx workers' CPU time / requests), guide's / ours",
-                    _spread(cpu_guide), fmt_ratio(median(cpu_guide))))
+                    spread(cpu_guide), fmt_ratio(median(cpu_guide))))
     rows.append(Row("edge", "proxy CPU per request, baseline / ours (above 1: ours is cheaper)",
-                    _spread(cpu_base), fmt_ratio(median(cpu_base))))
+                    spread(cpu_base), fmt_ratio(median(cpu_base))))
     g, o = per["guide"]["conns_per_req"], per["ours"]["conns_per_req"]
     rows.append(Row("edge", "new upstream connections per request (counted by the stubs)",
                     f"guide's {g:.3f}, ours {o:.3f}, baseline {per['baseline']['conns_per_req']:.3f}", "",
@@ -550,9 +538,7 @@ def run(options: EdgeOptions, progress: bool = True) -> Section:
         with Bench(workdir / "loopback", s.upstreams, options) as bench:
             stub_rps = bench.stub_direct()
             for round_ in range(options.runs):
-                shift = round_ % len(configs)
-                order = configs[shift:] + configs[:shift]
-                for name in order:
+                for name in rotation(configs, round_):
                     runs.append(bench.measure(name, s.configs[name], s.listen_ports[name], round_))
                     if progress:
                         _log(runs[-1], f"round {round_ + 1}/{options.runs}")

@@ -33,10 +33,13 @@ FLOOR_TYPE = "floor:index:Plain"
 
 
 def generated_services(count: int) -> list[dict[str, Any]]:
-    """`count` business services like the stack files' examples, with distinct names."""
+    """`count` business services like the stack files' examples, with distinct names. Each pools one database
+    connection: at 100 services of the large tier the connection budget (80 % of max_connections, at most
+    10000) would otherwise refuse the stack, as it should for a real one."""
     return [
         {"name": f"svc-{i:03d}", "image": "python:3.12.8-alpine",
-         "command": ["python", "-m", "http.server", "3000"], "health_path": "/", "workload": "io"}
+         "command": ["python", "-m", "http.server", "3000"], "health_path": "/", "workload": "io",
+         "pool": {"max": 1}}
         for i in range(1, count + 1)
     ]
 

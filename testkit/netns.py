@@ -101,10 +101,16 @@ class Host:
         return done
 
     def spawn(self, argv: Sequence[str], *, binds: Sequence[str] = (), user: str | None = None,
-              env: Mapping[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+              env: Mapping[str, str] | None = None, log: Path | None = None,
+              cgroup: Path | None = None) -> subprocess.Popen[bytes]:
+        """`cgroup`: a cgroup directory (its cgroup.procs) the process joins before anything else runs, so
+        that every process it starts is limited by it too (`ip netns exec` hides /sys/fs/cgroup later)."""
         out = open(log or self.root / f"{argv[0].rsplit('/', 1)[-1]}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(self._wrap(argv, binds, user, env), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        wrapped = self._wrap(argv, binds, user, env)
+        if cgroup is not None:
+            wrapped = ["sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", str(cgroup / "cgroup.procs"),
+                       *wrapped]
+        proc = subprocess.Popen(wrapped, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
         self.procs.append(proc)
         return proc
