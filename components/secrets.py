@@ -30,7 +30,12 @@ class RabbitMQCredentials:
 
 @dataclass(frozen=True)
 class RedisCredentials:
+    """`password` is the administrator's (Redis' `default` user: the creation step, health checks, replication);
+    the applications log in as their own ACL user `app_user`, which cannot run administrative commands."""
+
     password: pulumi.Output[str]
+    app_user: str
+    app_password: pulumi.Output[str]
 
 
 class PlatformSecrets(pulumi.ComponentResource):
@@ -66,5 +71,9 @@ class PlatformSecrets(pulumi.ComponentResource):
             # The Erlang cookie lets nodes (and the CLI tools) join the cluster: as sensitive as a root password.
             erlang_cookie=password("rabbitmq-erlang-cookie", length=48),
         )
-        self.redis = RedisCredentials(password=password("redis"))
+        # Imported here: components.redis imports this module (its builders take RedisCredentials).
+        from components.redis.config import APP_USER as REDIS_APP_USER
+
+        self.redis = RedisCredentials(password=password("redis"), app_user=REDIS_APP_USER,
+                                      app_password=password("redis-app"))
         self.register_outputs({})

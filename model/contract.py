@@ -20,7 +20,7 @@ RESERVED = frozenset(
         "DATABASE_URL", "DATABASE_REPLICA_URLS", "DATABASE_POOL_MIN", "DATABASE_POOL_MAX",
         "DATABASE_POOL_IDLE_TIMEOUT_MS",
         "RABBITMQ_URL", "RABBITMQ_URLS", "RABBITMQ_PREFETCH", "RABBITMQ_DEFAULT_QUEUE_TYPE",
-        "REDIS_MODE", "REDIS_NODES", "REDIS_URL", "REDIS_PASSWORD",
+        "REDIS_MODE", "REDIS_NODES", "REDIS_URL", "REDIS_USERNAME", "REDIS_PASSWORD",
         "RATE_LIMIT_STORE", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS",
         "CIRCUIT_BREAKER_FAILURE_THRESHOLD", "CIRCUIT_BREAKER_SUCCESS_THRESHOLD",
         "CIRCUIT_BREAKER_RECOVERY_TIMEOUT_MS",
@@ -46,6 +46,7 @@ class Credentials:
     postgres_app_password: pulumi.Input[str]
     rabbitmq_user: str
     rabbitmq_password: pulumi.Input[str]
+    redis_user: str
     redis_password: pulumi.Input[str]
 
 
@@ -81,7 +82,8 @@ def urls(spec: PlatformSpec, ep: Endpoints, creds: Credentials) -> Urls:
         rabbitmq=pulumi.Output.secret(amqp[0]),
         rabbitmq_all=pulumi.Output.secret(_joined(amqp)),
         redis=pulumi.Output.secret(pulumi.Output.concat(
-            "redis://:", creds.redis_password, "@", ep.redis_hosts[0], ":", str(ep.redis_port))),
+            "redis://", creds.redis_user, ":", creds.redis_password, "@", ep.redis_hosts[0], ":",
+            str(ep.redis_port))),
     )
 
 
@@ -107,6 +109,8 @@ def app_env(spec: PlatformSpec, workload: WorkloadSpec, ep: Endpoints,
         env["RABBITMQ_PREFETCH"] = str(workload.prefetch)
     env["REDIS_MODE"] = spec.redis.mode
     env["REDIS_NODES"] = ",".join(f"{h}:{ep.redis_port}" for h in ep.redis_hosts)
+    # An ACL user: clients send AUTH <user> <password> (Redis 6+); the password alone would be tried as `default`.
+    env["REDIS_USERNAME"] = creds.redis_user
     env["REDIS_PASSWORD"] = pulumi.Output.secret(creds.redis_password)
     env["REDIS_URL"] = u.redis
     if isinstance(workload, GatewaySpec):

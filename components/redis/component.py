@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pulumi
 
-from components.redis import docker, kubernetes
+from components.redis import docker, kubernetes, swarm
 from components.secrets import RedisCredentials
-from components.target import KubernetesTarget, Target, require_target
+from components.target import KubernetesTarget, SwarmTarget, Target, require_target
 from model.spec import RedisSpec
 
 TYPE = "banyan:index:RedisCluster"
@@ -42,6 +42,8 @@ class RedisCluster(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         if isinstance(target, KubernetesTarget):
             built = kubernetes.build(self, name, spec, credentials=credentials, target=target)
+        elif isinstance(target, SwarmTarget):
+            built = swarm.build(self, name, spec, credentials=credentials, target=target)
         else:
             built = docker.build(self, name, spec, credentials=credentials, target=target)
         assert built.ready is not None, "both builders report when the cluster is formed"

@@ -15,6 +15,23 @@ CREATE_PATH = f"{CONF_DIR}/create-cluster.sh"
 # The official image's VOLUME and WORKDIR; the named volume goes here.
 DATA_DIR = "/data"
 PASSWORD_ENV = "REDIS_PASSWORD"
+# The applications' own ACL user and its password (the start script defines the user from the environment).
+# The `default` user stays the administrator (requirepass): the creation step, the health checks and the
+# replicas (masterauth) authenticate as it, the applications never do.
+APP_USER = "banyan-app"
+APP_PASSWORD_ENV = "REDIS_APP_PASSWORD"
+# Everything but what can reconfigure, stop, wipe or reshape a node: @admin (CONFIG, DEBUG, SHUTDOWN, the
+# cluster-changing CLUSTER subcommands MEET/ADDSLOTS/RESET/FORGET/FAILOVER/SETSLOT, REPLICAOF, MONITOR, ACL)
+# and @dangerous (also FLUSHALL, FLUSHDB, SWAPDB, KEYS, MIGRATE, RESTORE, SORT, INFO). INFO is given back: it
+# only reads, and clients check it before their first command (ioredis' ready check). Keys and Pub/Sub
+# channels are all the applications'.
+APP_ACL = "~* &* +@all -@admin -@dangerous +info"
+# Redis 6.2 has no per-subcommand categories: -@admin there blocks all of CLUSTER and CLIENT, so the
+# subcommands cluster clients need (slot map, key slot) and connection naming are allowed by name. From 7.0
+# they are outside @admin/@dangerous already.
+SUBCOMMAND_CATEGORIES_SINCE = (7, 0)
+APP_ACL_BEFORE_SUBCOMMAND_CATEGORIES = (
+    "+cluster|info +cluster|keyslot +cluster|nodes +cluster|slots +client|getname +client|id +client|setname")
 # redis-cli reads its password from this variable, which keeps it off every command line.
 CLI_AUTH_ENV = "REDISCLI_AUTH"
 CLUSTER_SLOTS = 16384
@@ -140,18 +157,39 @@ def render_start_script(
     """
     ver = version(spec)
     cluster = spec.mode == "cluster"
-    secrets = [f'requirepass "${PASSWORD_ENV}"']
+    secrets = [f'requirepass "${PASSWORD_ENV}"', app_user_directive(spec)]
     if cluster:
         # Replicas authenticate to their master with the same password.
         secrets.append(f'masterauth "${PASSWORD_ENV}"')
     refresh = cluster and ver >= HOSTNAMES_SINCE
     parts = [
         _START_HEAD.format(conf=conf_path, data=data_dir, env=PASSWORD_ENV),
+        _CHECK_PASSWORD.format(env=APP_PASSWORD_ENV),
         _REFRESH.format(timeout=resolve_timeout_s) if refresh else "",
         _START_TAIL.format(secrets="\n".join(secrets), drop=drop_privileges("redis", log="echo >&2 start.sh:")),
     ]
     return "".join(parts)
 
+
+def app_acl(spec: RedisSpec) -> str:
+    """The application user's ACL rules (after `on` and its password)."""
+    if version(spec) < SUBCOMMAND_CATEGORIES_SINCE:
+        return f"{APP_ACL} {APP_ACL_BEFORE_SUBCOMMAND_CATEGORIES}"
+    return APP_ACL
+
+
+def app_user_directive(spec: RedisSpec) -> str:
+    """The `user` line the start script hands redis-server on stdin, the password expanded from the
+    environment there: `reset` first, so the rules are exactly these whatever ran before."""
+    return f'user {APP_USER} reset on >"${APP_PASSWORD_ENV}" {app_acl(spec)}'
+
+
+_CHECK_PASSWORD = r"""
+case "${{{env}:-}}" in
+  "") echo "start.sh: {env} is empty; refusing to start a node without the applications' password" >&2; exit 64 ;;
+  *[!A-Za-z0-9._~-]*) echo "start.sh: {env} may only hold A-Z a-z 0-9 . _ ~ -" >&2; exit 64 ;;
+esac
+"""
 
 _START_HEAD = r"""#!/bin/sh
 # Starts one Redis node with its password taken from ${env}: not in a file, not on a command line.
@@ -235,7 +273,9 @@ def render_cluster_create_script(
     """The one-shot creation step. `nodes` (host:port) default to every instance of the spec.
 
     Exit 0: the cluster of all nodes serves all 16384 slots with `masters` masters and
-    `replicas_per_master` replicas each, whether this run created it or found it. Otherwise exit 1.
+    `replicas_per_master` replicas each, whether this run created it, found it, or grew it (empty nodes
+    beside a healthy cluster join it: as masters with the slots rebalanced onto them, then as replicas).
+    Otherwise exit 1.
     """
     if spec.mode != "cluster":
         raise ValueError("a standalone Redis has no cluster to create")
@@ -270,7 +310,7 @@ def _shape(spec: RedisSpec) -> str:
 # (redis#10436; 6.2 fails with "Invalid node address"), so names are resolved here: the same script works
 # for every supported version and the log shows which addresses were joined.
 _CREATE = r"""#!/bin/sh
-# Creates the Redis Cluster ({shape}) once. Re-runs find it formed and change nothing.
+# Creates the Redis Cluster ({shape}) once, or grows it to that shape. Re-runs find it formed and change nothing.
 set -eu
 NODES="{nodes}"
 COUNT={count}
@@ -363,19 +403,123 @@ if [ "$empty" -eq 0 ]; then
   report
   fail "the nodes belong to a cluster that is not healthy (see above); repair it with redis-cli --cluster check/fix"
 fi
+command -v getent >/dev/null 2>&1 || fail "getent is missing: cannot resolve the node names to addresses"
+address() {{
+  ip=$(getent hosts "${{1%:*}}" | awk 'NR == 1 {{ print $1 }}') || ip=""
+  [ -n "$ip" ] || fail "cannot resolve ${{1%:*}}"
+  echo "$ip:${{1##*:}}"
+}}
+
 if [ "$empty" -ne "$COUNT" ]; then
-  report
-  fail "$empty of $COUNT nodes are empty while the others hold cluster state; re-add them with \
-redis-cli --cluster add-node, or reset every node to create the cluster anew"
+  # Growth: the nodes that hold state must be one healthy cluster (all slots served, every link up);
+  # the empty ones join it, as masters while it has fewer than MASTERS (the slots are then rebalanced
+  # onto them, keys moving with their slots), then as replicas of the master with the fewest. Nothing
+  # is ever removed or reset here: a shrink is refused at preview.
+  entry=""
+  old=""
+  new=""
+  for node in $NODES; do
+    info=$(cli "$node" cluster info | tr -d '\r')
+    if [ "$(field cluster_known_nodes "$info")" = 1 ] && [ "$(field cluster_slots_assigned "$info")" = 0 ]; then
+      new="$new $node"
+    else
+      old="$old $node"
+      [ -n "$entry" ] || entry=$node
+    fi
+  done
+  grown_from=$(( COUNT - empty ))
+  ok=0
+  limit=$(( $(now) + SETTLE_TIMEOUT_S ))
+  while [ "$(now)" -lt "$limit" ]; do
+    ok=1
+    for node in $old; do
+      info=$(cli "$node" cluster info 2>/dev/null | tr -d '\r')
+      [ "$(field cluster_state "$info")" = ok ] && [ "$(field cluster_slots_ok "$info")" = "$SLOTS" ] \
+        && [ "$(field cluster_known_nodes "$info")" = "$grown_from" ] || ok=0
+    done
+    [ "$ok" = 1 ] && break
+    sleep 1
+  done
+  if [ "$ok" != 1 ]; then
+    report
+    fail "$empty of $COUNT nodes are empty and the others are not one healthy cluster of $grown_from nodes; \
+repair it with redis-cli --cluster check/fix, then run this again"
+  fi
+  entry_addr=$(address "$entry")
+  # The next choice counts this node: wait until the entry knows it (in the role given, if any).
+  known() {{
+    until cli "$entry" cluster nodes | tr -d '\r' | awk -v a="$1" -v r="${{2:-}}" \
+        '$2 ~ "^"a"[@,]" && (r == "" || $3 ~ r) {{ f = 1 }} END {{ exit !f }}'; do
+      [ "$(now)" -lt "$limit" ] || fail "$entry does not know $1${{2:+ as a $2}} after add-node"
+      sleep 1
+    done
+  }}
+  masters_now=$(cli "$entry" cluster nodes | tr -d '\r' | awk '$3 ~ /master/ {{ n++ }} END {{ print n + 0 }}')
+  [ "$masters_now" -le "$MASTERS" ] || fail "the cluster has $masters_now masters, more than the $MASTERS wanted"
+  # Masters first, and their slots, so that the replicas below can follow them.
+  added_masters=0
+  joined=""
+  rest=""
+  for node in $new; do
+    if [ "$masters_now" -ge "$MASTERS" ]; then
+      rest="$rest $node"
+      continue
+    fi
+    addr=$(address "$node")
+    log "adding $node ($addr) as a master"
+    redis-cli --cluster add-node "$addr" "$entry_addr" || fail "redis-cli --cluster add-node $addr failed"
+    masters_now=$(( masters_now + 1 ))
+    added_masters=$(( added_masters + 1 ))
+    joined="$joined $node"
+    known "$addr"
+  done
+  if [ "$added_masters" -gt 0 ]; then
+    # add-node returns before the gossip has spread: a slot only moves between nodes that know each other
+    # and serve (a new node says CLUSTERDOWN until it has learnt the slot map), so wait for both.
+    members=$(( grown_from + added_masters ))
+    agreed() {{
+      for node in $old $joined; do
+        info=$(cli "$node" cluster info | tr -d '\r')
+        [ "$(field cluster_known_nodes "$info")" = "$members" ] && [ "$(field cluster_state "$info")" = ok ] \
+          || return 1
+      done
+      redis-cli --cluster check "$entry_addr" >/dev/null 2>&1
+    }}
+    until agreed; do
+      [ "$(now)" -lt "$limit" ] || fail "the cluster did not agree after adding $added_masters master(s)"
+      sleep 1
+    done
+    log "moving slots onto the $added_masters new master(s)"
+    redis-cli --cluster rebalance "$entry_addr" --cluster-use-empty-masters --cluster-yes \
+      || fail "redis-cli --cluster rebalance failed"
+  fi
+  for node in $rest; do
+    addr=$(address "$node")
+    # The master holding slots with the fewest replicas, in the entry's view.
+    master=$(cli "$entry" cluster nodes | tr -d '\r' | awk '
+      $3 ~ /master/ && NF >= 9 {{ masters[$1] = 1 }}
+      $3 ~ /slave/ {{ per[$4]++ }}
+      END {{
+        for (id in masters) if (best == "" || per[id] + 0 < low) {{ best = id; low = per[id] + 0 }}
+        print best
+      }}')
+    [ -n "$master" ] || fail "no master with slots to replicate"
+    log "adding $node ($addr) as a replica of $master"
+    redis-cli --cluster add-node "$addr" "$entry_addr" --cluster-slave --cluster-master-id "$master" \
+      || fail "redis-cli --cluster add-node $addr as a replica failed"
+    known "$addr" slave
+  done
+  if ! wait_healthy; then
+    report
+    fail "grown, but not every node reports all $SLOTS slots, state ok and $COUNT nodes within ${{SETTLE_TIMEOUT_S}}s"
+  fi
+  log "cluster grown from $grown_from to $COUNT nodes: $MASTERS masters, $REPLICAS replica(s) each, $SLOTS slots"
+  exit 0
 fi
 
-command -v getent >/dev/null 2>&1 || fail "getent is missing: cannot resolve the node names to addresses"
 addresses=""
 for node in $NODES; do
-  host=${{node%:*}}
-  ip=$(getent hosts "$host" | awk 'NR == 1 {{ print $1 }}') || ip=""
-  [ -n "$ip" ] || fail "cannot resolve $host"
-  addresses="$addresses $ip:${{node##*:}}"
+  addresses="$addresses $(address "$node")"
 done
 log "creating the cluster from$addresses"
 # shellcheck disable=SC2086 # one argument per address

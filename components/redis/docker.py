@@ -9,6 +9,7 @@ import pulumi_docker as docker
 
 from components import docker_common
 from components.redis.config import (
+    APP_PASSWORD_ENV,
     CLI_AUTH_ENV,
     CONF_PATH,
     CREATE_PATH,
@@ -54,10 +55,17 @@ def node_digest(spec: RedisSpec, instance: str) -> str:
     return docker_common.config_digest(node_uploads(spec, instance), None, NODE_ENTRYPOINT)
 
 
+def node_env(credentials: RedisCredentials) -> dict[str, pulumi.Input[str]]:
+    """Every node's environment (the Swarm target's too): the administrator's password (requirepass; redis-cli
+    in the health check) and the applications' (their ACL user, which the start script defines)."""
+    return {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password,
+            APP_PASSWORD_ENV: credentials.app_password}
+
+
 def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: RedisCredentials,
           target: DockerTarget) -> Built:
     """One container and volume per node; in cluster mode also the creation step, whose success is `ready`."""
-    env: dict[str, pulumi.Input[str]] = {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password}
+    env = node_env(credentials)
     nodes: list[docker.Container] = []
     for i, instance in enumerate(spec.instance_names, 1):
         data = docker_common.volume(target, f"{name}-node-{i}-data", instance, PART, parent)

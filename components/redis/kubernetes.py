@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 
 from components import k8s_common
 from components.redis.config import (
+    APP_PASSWORD_ENV,
     CLI_AUTH_ENV,
     CONF_DIR,
     CONF_PATH,
@@ -28,6 +29,8 @@ from components.redis.config import (
 from components.seam import Built
 from components.secrets import RedisCredentials
 from components.target import KubernetesTarget
+from model.config import DEFAULT_CLUSTER_DOMAIN
+from model.preflight_kubernetes import REDIS_MODE_ANNOTATION
 from model.spec import RedisSpec
 
 PART = "redis"
@@ -35,8 +38,8 @@ PART = "redis"
 CREATE_PART = "redis-cluster-create"
 NODE_COMPONENT = "node"
 CREATE_COMPONENT = "cluster-create"
-# The default cluster domain; announced host names are fully qualified so they resolve from any namespace.
-CLUSTER_DOMAIN = "cluster.local"
+# Announced host names are fully qualified (in banyan:kubernetes.cluster_domain) so they resolve from any
+# namespace.
 
 # The official image's redis user and group (docker-library/redis alpine: `addgroup -S -g 1000 redis`,
 # `adduser -S -G redis -u 999 redis`). Run as them from the start: the entrypoint then skips its chown and
@@ -45,6 +48,8 @@ IMAGE_UID = 999
 IMAGE_GID = 1000
 
 PASSWORD_KEY = "password"
+# The applications' ACL user's password: only the nodes read it (the start script defines the user with it).
+APP_PASSWORD_KEY = "app-password"
 START_KEY = "start.sh"
 CREATE_KEY = "create-cluster.sh"
 # The pod's own name (redis-node-<i>), from the downward API: it picks the node's redis.conf.
@@ -88,9 +93,9 @@ def hosts(spec: RedisSpec) -> list[str]:
     return [f"{pod}.{service_name(spec)}" for pod in pod_names(spec)]
 
 
-def announced_host(spec: RedisSpec, namespace: str, pod: str) -> str:
+def announced_host(spec: RedisSpec, namespace: str, pod: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> str:
     """The name a node announces to clients (MOVED, CLUSTER SLOTS/SHARDS): fully qualified."""
-    return f"{pod}.{service_name(spec)}.{namespace}.svc.{CLUSTER_DOMAIN}"
+    return f"{pod}.{service_name(spec)}.{namespace}.svc.{cluster_domain}"
 
 
 def create_job_name(spec: RedisSpec) -> str:
@@ -101,13 +106,14 @@ def conf_key(pod: str) -> str:
     return f"{pod}.conf"
 
 
-def config_files(spec: RedisSpec, namespace: str) -> dict[str, str]:
+def config_files(spec: RedisSpec, namespace: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> dict[str, str]:
     """Every file the nodes and the Job read, rendered by the same functions as on Docker: a redis.conf per
     node (each announces its own name), the start script and, for a cluster, the creation script."""
-    files = {conf_key(pod): render_redis_conf(spec, announced_host(spec, namespace, pod)) for pod in pod_names(spec)}
+    files = {conf_key(pod): render_redis_conf(spec, announced_host(spec, namespace, pod, cluster_domain))
+             for pod in pod_names(spec)}
     files[START_KEY] = render_start_script(spec)
     if spec.mode == "cluster":
-        endpoints = [f"{announced_host(spec, namespace, pod)}:{spec.port}" for pod in pod_names(spec)]
+        endpoints = [f"{announced_host(spec, namespace, pod, cluster_domain)}:{spec.port}" for pod in pod_names(spec)]
         files[CREATE_KEY] = render_cluster_create_script(spec, endpoints)
     return files
 
@@ -145,14 +151,15 @@ def _digest(data: Any) -> str:
 def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: RedisCredentials,
           target: KubernetesTarget) -> Built:
     namespace = target.namespace_name
-    files = config_files(spec, namespace)
+    files = config_files(spec, namespace, target.spec.kubernetes.cluster_domain)
     cm_name = config_map_name(spec, files)
     secret_name = f"{spec.name}-auth"
     svc_name = service_name(spec)
     cluster = spec.mode == "cluster"
 
     secret = k8s_common.secret(f"{name}-auth", target=target, part=PART, parent=parent, object_name=secret_name,
-                               data={PASSWORD_KEY: credentials.password})
+                               data={PASSWORD_KEY: credentials.password,
+                                     APP_PASSWORD_KEY: credentials.app_password})
     config = k8s_common.config_map(f"{name}-config", target=target, part=PART, parent=parent,
                                    object_name=cm_name, data=files)
     ports = [k8s_common.Port("redis", spec.port)]
@@ -167,7 +174,11 @@ def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: R
     # must never make the engine re-diff, and so possibly replace, the StatefulSet.
     statefulset = k8s.apps.v1.StatefulSet(
         f"{name}-node",
-        metadata=target.metadata(svc_name, PART, NODE_COMPONENT),
+        # The mode the nodes run in, for the preflight of the next `up` (model/preflight_kubernetes.py): it
+        # survives a hand-made `kubectl scale`, which the replica count does not.
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=svc_name, namespace=target.namespace_name,
+                                            labels=target.labels(PART, NODE_COMPONENT),
+                                            annotations={REDIS_MODE_ANNOTATION: spec.mode}),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
             # serviceName, selector, podManagementPolicy and volumeClaimTemplates are immutable: none of them
             # depends on the tier (the claim size does, and is ignored after creation; see opts).
@@ -230,9 +241,9 @@ def _container_security() -> k8s.core.v1.SecurityContextArgs:
     return k8s_common.restricted_security_context(read_only_root=True)
 
 
-def _password_env(env: str, secret_name: str) -> k8s.core.v1.EnvVarArgs:
+def _password_env(env: str, secret_name: str, key: str = PASSWORD_KEY) -> k8s.core.v1.EnvVarArgs:
     return k8s.core.v1.EnvVarArgs(name=env, value_from=k8s.core.v1.EnvVarSourceArgs(
-        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=PASSWORD_KEY)))
+        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=key)))
 
 
 def _shell(command: str) -> k8s.core.v1.ExecActionArgs:
@@ -243,9 +254,11 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
     env = {
         POD_NAME_ENV: k8s.core.v1.EnvVarArgs(name=POD_NAME_ENV, value_from=k8s.core.v1.EnvVarSourceArgs(
             field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.name"))),
-        # start.sh hands the password to redis-server on stdin; redis-cli (the probes) reads REDISCLI_AUTH.
+        # start.sh hands the passwords (the administrator's, the applications' user's) to redis-server on stdin;
+        # redis-cli (the probes) reads REDISCLI_AUTH.
         PASSWORD_ENV: _password_env(PASSWORD_ENV, secret_name),
         CLI_AUTH_ENV: _password_env(CLI_AUTH_ENV, secret_name),
+        APP_PASSWORD_ENV: _password_env(APP_PASSWORD_ENV, secret_name, APP_PASSWORD_KEY),
     }
     ports = [k8s.core.v1.ContainerPortArgs(name="redis", container_port=spec.port, protocol="TCP")]
     if spec.mode == "cluster":
@@ -259,6 +272,7 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
         security_context=_pod_security(),
         termination_grace_period_seconds=TERMINATION_GRACE_S,
         topology_spread_constraints=k8s_common.spread(target, PART),
+        affinity=_node_affinity(spec, target),
         containers=[k8s.core.v1.ContainerArgs(
             name=PART,
             image=spec.image,
@@ -294,6 +308,26 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
                 size_limit="16Mi")),
         ],
     )
+
+
+def one_node_per_host(spec: RedisSpec) -> bool:
+    """Whether every Redis node must have a Kubernetes node of its own. redis-cli pairs masters and replicas by
+    IP address only, and a failover swaps them, so which pod backs which cannot be pinned: where there are
+    replicas, only "no two Redis nodes on one host" keeps a master and its replica from failing together. That
+    takes `spec.nodes` schedulable nodes, which the tiers with replicas (large: 6) are sized for; without
+    replicas there is nothing to separate and the spread stays best effort."""
+    return spec.mode == "cluster" and spec.replicas_per_master > 0
+
+
+def _node_affinity(spec: RedisSpec, target: KubernetesTarget) -> k8s.core.v1.AffinityArgs | None:
+    if not one_node_per_host(spec):
+        return None
+    return k8s.core.v1.AffinityArgs(pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
+        required_during_scheduling_ignored_during_execution=[k8s.core.v1.PodAffinityTermArgs(
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=target.selector(PART)),
+            topology_key="kubernetes.io/hostname",
+        )],
+    ))
 
 
 def _create_job(parent: pulumi.Resource, name: str, spec: RedisSpec, target: KubernetesTarget, cm_name: str,

@@ -2,8 +2,8 @@
 
 `python redis_probe.py <command> '<json args>'` prints JSON (poll: one JSON line per write). It resolves the
 nodes' host names through the host's /etc/hosts, as an application container would through Docker's DNS.
-The password comes from REDISCLI_AUTH, never from argv. Only redis-py and the standard library: it runs
-outside pytest.
+The password comes from REDISCLI_AUTH, never from argv, and the user from REDIS_USERNAME (unset: Redis'
+`default`, the administrator). Only redis-py and the standard library: it runs outside pytest.
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ WAIT_MS = 3000
 
 def _password() -> str:
     return os.environ["REDISCLI_AUTH"]
+
+
+def _username() -> str | None:
+    return os.environ.get("REDIS_USERNAME") or None
+
+
+def _auth() -> list[str]:
+    user = _username()
+    return ["AUTH", user, _password()] if user else ["AUTH", _password()]
 
 
 def _split(endpoint: str) -> tuple[str, int]:
@@ -82,6 +91,47 @@ def auth(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# What the applications' ACL user may not do, each sent on its own: reconfigure, debug or stop a node, wipe the
+# data, change the cluster, read the ACLs. The node ids are filled in by the caller (FORGET needs a real one).
+REFUSED = {
+    "config_set": ["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+    "config_get": ["CONFIG", "GET", "maxmemory"],
+    "flushall": ["FLUSHALL"],
+    "flushdb": ["FLUSHDB"],
+    "debug": ["DEBUG", "SLEEP", "0"],
+    "shutdown": ["SHUTDOWN", "NOSAVE"],
+    "cluster_reset": ["CLUSTER", "RESET", "SOFT"],
+    "cluster_forget": ["CLUSTER", "FORGET", "{peer}"],
+    "cluster_meet": ["CLUSTER", "MEET", "127.0.0.1", "1"],
+    "cluster_failover": ["CLUSTER", "FAILOVER", "FORCE"],
+    "replicaof": ["REPLICAOF", "NO", "ONE"],
+    "keys": ["KEYS", "*"],
+    "acl_list": ["ACL", "LIST"],
+}
+# What a cluster client needs, and must keep.
+ALLOWED = {
+    "ping": ["PING"],
+    "cluster_slots": ["CLUSTER", "SLOTS"],
+    "cluster_nodes": ["CLUSTER", "NODES"],
+    "info": ["INFO", "server"],
+    "whoami": ["ACL", "WHOAMI"],
+}
+
+
+def acl(args: dict[str, Any]) -> dict[str, Any]:
+    """As the user of the environment, on one plain connection per node: AUTH, then every REFUSED and ALLOWED
+    command; and whether that password also opens the `default` user (it must not)."""
+    out: dict[str, Any] = {}
+    for endpoint in args["nodes"]:
+        names = ["auth", *REFUSED, *ALLOWED]
+        commands = [_auth(), *([part.replace("{peer}", args["peer"]) for part in c] for c in REFUSED.values()),
+                    *ALLOWED.values()]
+        got = dict(zip(names, _session(endpoint, commands), strict=True))
+        (got["as_default"],) = _session(endpoint, [["AUTH", _password()]])
+        out[endpoint] = got
+    return out
+
+
 def _info(text: str) -> dict[str, str]:
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
 
@@ -114,6 +164,7 @@ def _cluster(startup: list[str], timeout_s: float = TIMEOUT_S) -> RedisCluster:
     # No retries inside the client: one call is one write attempt, so failed writes can be counted.
     return RedisCluster(
         startup_nodes=[ClusterNode(*_split(e)) for e in startup],  # type: ignore[no-untyped-call]
+        username=_username(),
         password=_password(),
         decode_responses=True,
         socket_timeout=timeout_s,
@@ -185,7 +236,7 @@ def main() -> None:
     if command == "poll":
         poll(args)
         return
-    handlers = {"auth": auth, "state": state, "write": write, "read": read}
+    handlers = {"auth": auth, "state": state, "write": write, "read": read, "acl": acl}
     print(json.dumps(handlers[command](args)))
 
 

@@ -114,34 +114,90 @@ def test_probes_ready_on_pong_alive_on_any_answer(tmp_path: Path) -> None:
     assert _sh(ready).returncode != 0
 
 
+CLUSTER_ARGS = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
+
+
+def _keys_on(ports: list[int], count: int) -> list[str]:
+    """`count` keys written through the cluster (each to the master of its slot)."""
+    keys = [f"grow:{i}" for i in range(count)]
+    for key in keys:
+        result = subprocess.run(["redis-cli", "-c", "-p", str(ports[0]), "set", key, key], capture_output=True,
+                                text=True, timeout=10, env={**os.environ, "REDISCLI_AUTH": "pw"}, check=False)
+        assert result.stdout.strip() == "OK", result.stdout + result.stderr
+    return keys
+
+
+def _read_all(ports: list[int], keys: list[str]) -> list[str]:
+    """The keys that do not read back through the cluster."""
+    return [k for k in keys if subprocess.run(["redis-cli", "-c", "-p", str(ports[0]), "get", k], capture_output=True,
+                                              text=True, timeout=10, env={**os.environ, "REDISCLI_AUTH": "pw"},
+                                              check=False).stdout.strip() != k]
+
+
+def _roles(port: int) -> tuple[int, int, int]:
+    """(masters with slots, masters without, replicas) in the node's view."""
+    lines = _cli(port, "cluster", "nodes").splitlines()
+    with_slots = sum(1 for line in lines if "master" in line.split()[2] and len(line.split()) >= 9)
+    without = sum(1 for line in lines if "master" in line.split()[2] and len(line.split()) < 9)
+    return with_slots, without, sum(1 for line in lines if "slave" in line.split()[2])
+
+
 @pytest.mark.servers
-def test_the_creation_script_reruns_cleanly_and_refuses_a_grown_node_set(tmp_path: Path) -> None:
-    """medium (3 masters) formed, then the large script (6 nodes: 3 masters x 1 replica) runs as the Job
-    would after the tier change: it must fail and say why; once the new nodes are added as replicas (the
-    manual step), it finds the cluster formed and exits 0."""
+def test_the_creation_script_reruns_cleanly_and_grows_medium_to_large_with_the_keys(tmp_path: Path) -> None:
+    """medium (3 masters) formed and holding keys, then the large script (6 nodes: 3 masters x 1 replica) runs as
+    the step does after the tier change: the new nodes join as one replica per master, every key stays."""
     _require_redis()
-    cluster = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
-    with _servers(tmp_path, 6, *cluster) as ports:
+    with _servers(tmp_path, 6, *CLUSTER_ARGS) as ports:
         endpoints = [f"127.0.0.1:{p}" for p in ports]
         medium = render_cluster_create_script(spec_for("prod", tier="medium").redis, endpoints[:3])
         large = render_cluster_create_script(spec_for("prod", tier="large").redis, endpoints)
-
-        def run(script: str) -> subprocess.CompletedProcess[str]:
-            return _sh(script, timeout_s=300)
-
-        created = run(medium)
+        created = _sh(medium, timeout_s=300)
         assert created.returncode == 0, created.stderr
-        rerun = run(medium)
+        rerun = _sh(medium, timeout_s=300)
         assert rerun.returncode == 0 and "nothing to do" in rerun.stdout, rerun.stderr
-        grown = run(large)
-        assert grown.returncode == 1
-        assert "3 of 6 nodes are empty" in grown.stderr and "add-node" in grown.stderr
-        for master, replica in zip(ports[:3], ports[3:], strict=True):
-            master_id = _cli(master, "cluster", "myid")
-            added = subprocess.run(
-                ["redis-cli", "--cluster", "add-node", f"127.0.0.1:{replica}", f"127.0.0.1:{ports[0]}",
-                 "--cluster-slave", "--cluster-master-id", master_id],
-                capture_output=True, text=True, timeout=60, env={**os.environ, "REDISCLI_AUTH": "pw"}, check=False)
-            assert added.returncode == 0, added.stdout + added.stderr
-        repaired = run(large)
-        assert repaired.returncode == 0 and "nothing to do" in repaired.stdout, repaired.stderr
+        keys = _keys_on(ports[:3], 300)
+        grown = _sh(large, timeout_s=300)
+        assert grown.returncode == 0, grown.stdout + grown.stderr
+        assert "grown from 3 to 6 nodes" in grown.stdout
+        assert grown.stdout.count("as a replica of") == 3
+        assert _roles(ports[0]) == (3, 0, 3)
+        masters_of = {_cli(p, "cluster", "nodes").split("myself,slave ")[1].split()[0] for p in ports[3:]}
+        assert len(masters_of) == 3, "one replica per master"
+        assert _read_all(ports, keys) == []
+        again = _sh(large, timeout_s=300)
+        assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr
+
+
+@pytest.mark.servers
+def test_the_creation_script_adds_masters_and_moves_slots_with_their_keys(tmp_path: Path) -> None:
+    """3 masters -> 4 masters: the new one gets its share of the slots (rebalanced), keys move with them."""
+    _require_redis()
+    with _servers(tmp_path, 4, *CLUSTER_ARGS) as ports:
+        endpoints = [f"127.0.0.1:{p}" for p in ports]
+        three = spec_for("prod", tier="medium").redis
+        four = spec_for("prod", tier="medium", redis__nodes=4).redis
+        assert four.masters == 4 and four.replicas_per_master == 0
+        assert _sh(render_cluster_create_script(three, endpoints[:3]), timeout_s=300).returncode == 0
+        keys = _keys_on(ports[:3], 300)
+        grown = _sh(render_cluster_create_script(four, endpoints), timeout_s=300)
+        assert grown.returncode == 0, grown.stdout + grown.stderr
+        assert "as a master" in grown.stdout and "moving slots" in grown.stdout
+        assert _roles(ports[0]) == (4, 0, 0)
+        assert _read_all(ports, keys) == []
+
+
+@pytest.mark.servers
+def test_the_creation_script_refuses_to_grow_a_cluster_that_is_not_healthy(tmp_path: Path) -> None:
+    _require_redis()
+    with _servers(tmp_path, 6, *CLUSTER_ARGS) as ports:
+        endpoints = [f"127.0.0.1:{p}" for p in ports]
+        large = spec_for("prod", tier="large").redis
+        medium = spec_for("prod", tier="medium").redis
+        assert _sh(render_cluster_create_script(medium, endpoints[:3]), timeout_s=300).returncode == 0
+        # One master's slots unassigned: not one healthy cluster.
+        _cli(ports[2], "cluster", "flushslots")
+        script = render_cluster_create_script(large, endpoints, settle_timeout_s=3)
+        refused = _sh(script, timeout_s=120)
+        assert refused.returncode == 1
+        assert "3 of 6 nodes are empty and the others are not one healthy cluster" in refused.stderr
+        assert all(_cli(p, "cluster", "info").count("cluster_known_nodes:1") for p in ports[3:]), "nothing added"

@@ -3,7 +3,8 @@
 Every node runs as its own host (redis-node-1 ...) through the rendered start.sh with its own /data; the
 rendered create-cluster.sh runs on the host redis-cluster-create, as the one-shot container would. A client
 host plays the application: it reaches the nodes by name through tests/servers/redis_probe.py (redis-py's
-RedisCluster), following the host names the nodes announce.
+RedisCluster), following the host names the nodes announce, as the applications' own ACL user with the
+credentials of the rendered REDIS_URL; the creation step and the health checks run as the administrator.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from redis.crc import key_slot
@@ -121,6 +123,9 @@ class RedisStack:
     create: Host
     client: Host
     password: str
+    # The applications' ACL user and password, from the REDIS_URL the stack gives the apps.
+    app_user: str
+    app_password: str
     node_timeout_ms: int
     created: subprocess.CompletedProcess[str] | None = None
     created_s: float = 0.0
@@ -168,9 +173,15 @@ class RedisStack:
             out = err.stdout.decode() if isinstance(err.stdout, bytes) else err.stdout or ""
             return subprocess.CompletedProcess(argv, -1, out, f"killed after {CREATE_TIMEOUT_S}s")
 
-    def probe(self, command: str, args: dict[str, Any]) -> Any:
-        done = self.client.run([sys.executable, str(PROBE), command, json.dumps(args)],
-                               env={"REDISCLI_AUTH": self.password}, timeout=60)
+    @property
+    def app_env(self) -> dict[str, str]:
+        """What redis_probe.py needs to log in as the applications do."""
+        return {"REDISCLI_AUTH": self.app_password, "REDIS_USERNAME": self.app_user}
+
+    def probe(self, command: str, args: dict[str, Any], *, app: bool = False) -> Any:
+        """redis_probe.py on the client host: as the applications' user (app=True) or as the administrator."""
+        env = self.app_env if app else {"REDISCLI_AUTH": self.password}
+        done = self.client.run([sys.executable, str(PROBE), command, json.dumps(args)], env=env, timeout=60)
         return json.loads(done.stdout)
 
     def views(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -222,6 +233,8 @@ def boot(tier: str, workdir: Path, tag: str) -> Iterator[RedisStack]:
     ports = {int(e.rpartition(":")[2]) for e in endpoints}
     assert len(ports) == 1, endpoints
     conf = uploads(container(r, names[0]))[CONF_PATH][0]
+    (app_url,) = {urlsplit(env_of(c)["REDIS_URL"]) for c in r.of_type("docker:index/container:Container")
+                  if "REDIS_URL" in env_of(c)}
     timeout = re.search(r"^cluster-node-timeout (\d+)$", conf, re.MULTILINE)
     assert timeout, "redis.conf sets no cluster-node-timeout"
 
@@ -236,6 +249,7 @@ def boot(tier: str, workdir: Path, tag: str) -> Iterator[RedisStack]:
         install_uploads(create, create_c)
         stack = RedisStack(tier=tier, net=net, rendering=r, names=names, port=ports.pop(), hosts=hosts,
                            create=create, client=net.add(CLIENT_NAME), password=env_of(create_c)["REDISCLI_AUTH"],
+                           app_user=app_url.username or "", app_password=app_url.password or "",
                            node_timeout_ms=int(timeout.group(1)))
         for name in names:
             stack.start(name)
@@ -367,6 +381,51 @@ def test_nodes_announce_their_host_names(large: RedisStack) -> None:
         assert listed <= set(stack.names), f"{name}: CLUSTER SLOTS endpoints {listed}"
 
 
+def test_the_apps_user_reads_and_writes_but_cannot_administer_the_nodes(large: RedisStack) -> None:
+    """The applications' ACL user (the rendered REDIS_URL's) works through a cluster client and is refused
+    every administrative command on every node; the cluster is whole afterwards and the administrator (the
+    creation step's user) still may run them."""
+    stack = _formed(large)
+    assert stack.app_user == "banyan-app" and stack.app_password and stack.app_password != stack.password
+    items = {f"acl:{i}": f"v{i}" for i in range(12)}
+    stack.probe("write", {"startup": stack.endpoints, "items": items, "replicas": 0}, app=True)
+    assert stack.probe("read", {"startup": stack.endpoints, "keys": list(items)}, app=True)["values"] == items
+
+    topo = check_formed(stack)
+    replies = stack.probe("acl", {"nodes": stack.endpoints, "peer": topo[stack.names[-1]].id}, app=True)
+    assert set(replies) == set(stack.endpoints)
+    refused = ["config_set", "config_get", "flushall", "flushdb", "shutdown", "cluster_reset", "cluster_forget",
+               "cluster_meet", "cluster_failover", "replicaof", "keys", "acl_list"]
+    for endpoint, got in replies.items():
+        assert got["auth"] == "+OK", f"{endpoint}: {got['auth']}"
+        assert {c: str(got[c]).split(" ")[0] for c in refused} == dict.fromkeys(refused, "-NOPERM"), endpoint
+        # DEBUG is refused to every remote client before the ACL is asked (enable-debug-command no, the
+        # default); the ACL's own verdict is asked of the node below.
+        assert str(got["debug"]).startswith(("-NOPERM", "-ERR DEBUG command not allowed")), got["debug"]
+        # What a cluster client needs stays allowed.
+        assert got["ping"] == "+PONG" and got["whoami"] == "banyan-app", f"{endpoint}: {got}"
+        assert isinstance(got["cluster_slots"], list) and len(got["cluster_slots"]) >= SHAPES["large"][0]
+        assert str(got["cluster_nodes"]).count("\n") == len(stack.names) and "redis_version:" in got["info"]
+        # The applications' password is not the administrator's: as `default` it opens nothing.
+        assert str(got["as_default"]).startswith("-WRONGPASS"), f"{endpoint}: {got['as_default']}"
+
+    # The ACL's verdict on its own (ACL DRYRUN, Redis 7.0+), asked by the administrator.
+    for command in (["debug", "sleep", "0"], ["debug", "segfault"], ["shutdown"], ["config", "set", "save", ""],
+                    ["cluster", "reset", "hard"], ["flushall"]):
+        verdict = stack.cli(stack.names[0], "acl", "dryrun", stack.app_user, *command)
+        assert "no permissions" in verdict, f"{command}: {verdict}"
+    assert stack.cli(stack.names[0], "acl", "dryrun", stack.app_user, "set", "k", "v").strip() == "OK"
+
+    # Nothing was reset, forgotten, wiped or stopped; the refusals were the ACL's, not the commands' own.
+    check_formed(stack)
+    assert stack.probe("read", {"startup": stack.endpoints, "keys": list(items)}, app=True)["values"] == items
+    for name in stack.names:
+        assert stack.cli(name, "config", "get", "maxmemory-policy").split() == ["maxmemory-policy", "allkeys-lfu"]
+        assert stack.healthy(name), f"{name} is not healthy after the refused commands"
+    report(f"redis large: the applications' user {stack.app_user} reads and writes through redis-py's cluster "
+           f"client and is refused (NOPERM) on all {len(stack.names)} nodes: {', '.join(refused)}")
+
+
 def test_stopping_a_master_promotes_its_replica_and_writes_to_its_slots_resume(large: RedisStack) -> None:
     stack = _formed(large)
     topo = check_formed(stack)
@@ -376,14 +435,14 @@ def test_stopping_a_master_promotes_its_replica_and_writes_to_its_slots_resume(l
     slots = topo[victim].slots
     keys = [k for k in (f"ratelimit:{i}" for i in range(2000)) if key_slot(k.encode()) in slots]
     key, seeded = keys[0], {k: f"v-{k}" for k in keys[1:21]}
-    acked = stack.probe("write", {"startup": stack.endpoints, "items": seeded, "replicas": 1})["acked"]
+    acked = stack.probe("write", {"startup": stack.endpoints, "items": seeded, "replicas": 1}, app=True)["acked"]
     assert list(acked.values()) == [1], f"replicas acknowledging the seeded keys: {acked}"
 
     log, stop = stack.client.root / "failover.log", stack.client.root / "failover.stop"
     bound = BOUND_TIMEOUTS * stack.node_timeout_ms / 1000
     args = {"startup": stack.endpoints, "key": key, "stop": str(stop), "deadline_s": 120, "interval_s": 0.05}
     writer = stack.client.spawn([sys.executable, str(PROBE), "poll", json.dumps(args)],
-                                env={"REDISCLI_AUTH": stack.password}, log=log)
+                                env=stack.app_env, log=log)
     try:
         wait_until(lambda: sum(a["ok"] for a in read_poll_log(log)) >= 3, timeout=30, what="the writer's first writes")
         stopped = time.monotonic()
@@ -415,7 +474,8 @@ def test_stopping_a_master_promotes_its_replica_and_writes_to_its_slots_resume(l
     after = stack.topology(stack.views([replica])[replica])
     assert after[replica].role == "master" and after[replica].slots == slots, after[replica]
     assert "fail" in after[victim].flags, after[victim]
-    values = stack.probe("read", {"startup": [f"{n}:{stack.port}" for n in survivors], "keys": list(seeded)})
+    values = stack.probe("read", {"startup": [f"{n}:{stack.port}" for n in survivors], "keys": list(seeded)},
+                         app=True)
     lost = [k for k, v in seeded.items() if values["values"][k] != v]
     assert not lost, f"acknowledged writes lost in the failover: {lost}"
     report(f"redis large: {victim} (master, {len(slots)} slots) killed -> {replica} promoted; first successful write "
@@ -453,7 +513,7 @@ def test_the_stopped_master_started_again_rejoins_as_a_replica(large: RedisStack
     masters = [n for n in stack.names if topo[n].role == "master"]
     assert sorted(masters) == sorted([*stack.names[1:SHAPES["large"][0]], promoted])
     seeded = stack.state["seeded"]
-    values = stack.probe("read", {"startup": stack.endpoints, "keys": list(seeded)})["values"]
+    values = stack.probe("read", {"startup": stack.endpoints, "keys": list(seeded)}, app=True)["values"]
     assert values == seeded
     report(f"redis large: {victim} started again through start.sh rejoined as a replica of {promoted} "
            f"(synced {took:.1f}s after start, {time.monotonic() - start:.1f}s with the cluster-wide check)")

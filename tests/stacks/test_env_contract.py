@@ -23,7 +23,7 @@ from tests.helpers import env_of
 EVERY_APP = frozenset({
     "BANYAN_STACK", "SERVICE_NAME", "PORT",
     "RABBITMQ_URL", "RABBITMQ_URLS", "RABBITMQ_DEFAULT_QUEUE_TYPE",
-    "REDIS_MODE", "REDIS_NODES", "REDIS_PASSWORD", "REDIS_URL",
+    "REDIS_MODE", "REDIS_NODES", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_URL",
 })
 DATABASE_CLIENTS = frozenset({
     "DATABASE_URL", "DATABASE_REPLICA_URLS", "DATABASE_POOL_MIN", "DATABASE_POOL_MAX", "DATABASE_POOL_IDLE_TIMEOUT_MS",
@@ -179,7 +179,9 @@ def test_list_variables_split_on_commas_into_one_url_per_replica_or_node(target:
     readers = pg["replica_hosts"] or [pg["primary_host"]]
     pg_password = mock_secret_value("banyan-secrets-postgres-app")
     generated = {mock_secret_value(s.name) for s in r.of_type("random:index/randomPassword:RandomPassword")}
-    redis_password = mock_secret_value("banyan-secrets-redis")
+    # The applications' own ACL user, never the administrator (`default`, whose password the nodes hold).
+    redis_password = mock_secret_value("banyan-secrets-redis-app")
+    assert redis_password != mock_secret_value("banyan-secrets-redis")
 
     for part in PARTS:
         w = workload(spec, part)
@@ -197,8 +199,9 @@ def test_list_variables_split_on_commas_into_one_url_per_replica_or_node(target:
             assert all(url(f"redis://{n}", "redis").port == rd["port"] for n in nodes)
             first = url(env["REDIS_URL"], "redis")
             assert (first.hostname, first.port, first.username, first.password, first.path) == (
-                rd["hosts"][0], rd["port"], "", redis_password, "")
+                rd["hosts"][0], rd["port"], "banyan-app", redis_password, "")
             assert env["REDIS_PASSWORD"] == redis_password
+            assert env["REDIS_USERNAME"] == "banyan-app"
 
             if w.database_client:
                 primary = url(env["DATABASE_URL"], "postgresql")

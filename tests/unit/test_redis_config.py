@@ -76,6 +76,7 @@ def test_no_password_in_any_file(make: Any) -> None:
     start = config.render_start_script(s)
     # Only a reference to the environment, and never on a command line (argv is visible in ps).
     assert 'requirepass "$REDIS_PASSWORD"' in start
+    assert f'user {config.APP_USER} reset on >"$REDIS_APP_PASSWORD" ' in start
     assert "--requirepass" not in start and "--masterauth" not in start
     if s.mode == "cluster":
         create = config.render_cluster_create_script(s)
@@ -188,7 +189,7 @@ def _stub(directory: Path, name: str, body: str) -> None:
 
 
 def run_start(tmp_path: Path, s: RedisSpec, password: str, nodes_conf: str | None = None,
-              hosts: dict[str, str] | None = None, resolve_timeout_s: int = 30,
+              hosts: dict[str, str] | None = None, resolve_timeout_s: int = 30, app_password: str = "app-Pass_2",
               ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """start.sh with a redis-server that records its argv and stdin, and a getent that knows `hosts`."""
     bin_dir, data = tmp_path / "bin", tmp_path / "data"
@@ -206,7 +207,7 @@ def run_start(tmp_path: Path, s: RedisSpec, password: str, nodes_conf: str | Non
     script = tmp_path / "start.sh"
     script.write_text(config.render_start_script(s, conf_path="/conf/redis.conf", data_dir=str(data),
                                           resolve_timeout_s=resolve_timeout_s))
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": password}
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": password, "REDIS_APP_PASSWORD": app_password}
     done = subprocess.run([str(SH), str(script)], capture_output=True, text=True, env=env, check=False,
                           timeout=60)
     return done, data
@@ -227,8 +228,11 @@ def test_start_passes_the_password_on_stdin_only(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     # The config file, then "-": the rest of the configuration comes from stdin.
     assert (tmp_path / "argv").read_text().splitlines() == ["/conf/redis.conf", "-"]
-    assert (tmp_path / "stdin").read_text().splitlines() == ['requirepass "s3cret-Pass_1"',
-                                                            'masterauth "s3cret-Pass_1"']
+    assert (tmp_path / "stdin").read_text().splitlines() == [
+        'requirepass "s3cret-Pass_1"',
+        f'user banyan-app reset on >"app-Pass_2" {config.APP_ACL}',
+        'masterauth "s3cret-Pass_1"',
+    ]
     if os.geteuid() == 0:
         assert (tmp_path / "user").read_text() == "redis\n", "a root start drops to the redis user"
         assert (tmp_path / "chown").read_text().startswith("redis:redis "), "and gives it the data first"
@@ -240,6 +244,27 @@ def test_start_refuses_a_missing_or_unsafe_password(tmp_path: Path, password: st
     done, _ = run_start(tmp_path, standalone(), password)
     assert done.returncode == 64
     assert not (tmp_path / "argv").exists(), "redis-server must not start"
+
+
+@needs_sh
+@pytest.mark.parametrize("password", ["", 'quo"te', "sp ace", "new\nline"])
+def test_start_refuses_a_missing_or_unsafe_app_password(tmp_path: Path, password: str) -> None:
+    done, _ = run_start(tmp_path, standalone(), "admin-pw", app_password=password)
+    assert done.returncode == 64
+    assert "REDIS_APP_PASSWORD" in done.stderr
+    assert not (tmp_path / "argv").exists(), "redis-server must not start"
+
+
+def test_app_acl_allows_cluster_clients_by_name_where_categories_do_not_split_subcommands() -> None:
+    """From 7.0 the slot-map subcommands are outside @admin; 6.2 puts all of CLUSTER and CLIENT there."""
+    assert config.app_acl(spec(version="7.0")) == config.APP_ACL
+    old = config.app_acl(spec(version="6.2"))
+    assert old.startswith(config.APP_ACL)
+    assert {"+cluster|slots", "+cluster|nodes", "+client|setname"} <= set(old.split())
+    # Nothing administrative is given back, on any version.
+    for rules in (config.APP_ACL, old):
+        assert not {r for r in rules.split() if r.startswith("+")} & {"+@admin", "+@dangerous", "+config",
+                                                                       "+flushall", "+cluster|reset"}
 
 
 @needs_sh

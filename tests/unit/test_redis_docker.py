@@ -94,6 +94,10 @@ def test_password_travels_only_as_a_secret() -> None:
         assert env["REDISCLI_AUTH"] == PASSWORD
         if c.name != "platform-redis-create":
             assert env["REDIS_PASSWORD"] == PASSWORD
+            # The nodes define the applications' ACL user with its own password; the creation step never sees it.
+            assert env["REDIS_APP_PASSWORD"] == mock_secret_value("secrets-redis-app") != PASSWORD
+        else:
+            assert "REDIS_APP_PASSWORD" not in env
         leaks = [path for path, value in walk_plain(c.inputs) if isinstance(value, str) and "mocksecret" in value]
         assert leaks == []
 

@@ -45,6 +45,7 @@ SERVICE = "kubernetes:core/v1:Service"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 PASSWORD = mock_secret_value("secrets-redis")
+APP_PASSWORD = mock_secret_value("secrets-redis-app")
 TIER_NAMES = ("small", "medium", "large")
 # What pulumi-kubernetes replaces a StatefulSet for (forceNew in provider/pkg/provider/diff.go), besides
 # metadata.name and metadata.namespace; Kubernetes itself refuses to change any of them in place.
@@ -119,7 +120,8 @@ def test_replicas_resources_and_storage_follow_the_tier(tier: str) -> None:
     spec, rendering, seen = rendered(tier)
     preset = TIERS[tier]
     sts = plain(one(rendering, STATEFULSET))
-    assert sts["metadata"] == {"name": "redis-node", "namespace": "banyan", "labels": sts["metadata"]["labels"]}
+    assert sts["metadata"] == {"name": "redis-node", "namespace": "banyan", "labels": sts["metadata"]["labels"],
+                               "annotations": {"banyan/redis-mode": spec.redis.mode}}
     assert sts["spec"]["replicas"] == preset.redis_nodes == spec.redis.nodes
     (container,) = pod_spec(one(rendering, STATEFULSET))["containers"]
     res = spec.redis.resources
@@ -241,7 +243,8 @@ def test_the_password_travels_only_in_the_secret(tier: str) -> None:
     secret = one(rendering, SECRET)
     assert plain(secret)["metadata"]["name"] == "redis-auth"
     assert isinstance(secret.inputs["stringData"], Secret)
-    assert plain(secret)["stringData"] == {"password": PASSWORD}
+    # The administrator's password and the applications' ACL user's, which only the nodes read (to define it).
+    assert plain(secret)["stringData"] == {"password": PASSWORD, "app-password": APP_PASSWORD}
     for r in objects(rendering):
         leaks = [path for path, value in walk_plain(r.inputs) if isinstance(value, str) and "mocksecret" in value]
         assert leaks == [], r.name
@@ -252,7 +255,13 @@ def test_the_password_travels_only_in_the_secret(tier: str) -> None:
             assert "value" not in env
             ref = env["valueFrom"].get("secretKeyRef")
             if ref is not None:
-                assert ref == {"name": "redis-auth", "key": "password"}
+                key = "app-password" if env["name"] == "REDIS_APP_PASSWORD" else "password"
+                assert ref == {"name": "redis-auth", "key": key}
+    (node,) = pod_spec(one(rendering, STATEFULSET))["containers"]
+    assert "REDIS_APP_PASSWORD" in {e["name"] for e in node["env"]}
+    for job in rendering.of_type(JOB):
+        (container,) = pod_spec(job)["containers"]
+        assert "REDIS_APP_PASSWORD" not in {e["name"] for e in container["env"]}, "the creation step is the admin"
 
 
 @pytest.mark.parametrize("tier", TIER_NAMES)
