@@ -97,12 +97,19 @@ def _labels(target: DockerTarget, part: str, instance: str, cls: type,
     return [cls(label=k, value=v) for k, v in sorted(values.items())]
 
 
-def env_list(env: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
-    """KEY=VALUE strings in key order. One secret value makes the whole list secret, as Docker stores it."""
-    keys = sorted(env)
-    return pulumi.Output.all(*(env[k] for k in keys)).apply(
-        lambda values: [f"{k}={v}" for k, v in zip(keys, values, strict=True)]
-    )
+def env_list(env: Mapping[str, pulumi.Input[str]]) -> list[pulumi.Input[str]]:
+    """KEY=VALUE strings in key order, each as secret as its own value: a secret variable is a secret item, the
+    others stay plain (and known during a preview), so a review can show which variable changed. The list's
+    content and order are what Docker receives either way. The bridged Docker provider does not take secrets,
+    so the engine stores a list holding one as a secret as a whole (state and `pulumi preview` show `envs` as
+    one [secret]); the offline plan shows each variable."""
+    return [_env_item(k, env[k]) for k in sorted(env)]
+
+
+def _env_item(key: str, value: pulumi.Input[str]) -> pulumi.Input[str]:
+    if isinstance(value, str):
+        return f"{key}={value}"
+    return pulumi.Output.concat(key, "=", value)
 
 
 def container(
@@ -128,8 +135,10 @@ def container(
     wait_timeout_s: int = 180,
     stop_timeout_s: int = 10,
     shm_size_mib: int | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> docker.Container:
-    """One container of the platform, named after its instance, which is also its host name."""
+    """One container of the platform, named after its instance, which is also its host name. `labels`: the
+    part's own, beside the stack's (labels are fixed at create: a changed one replaces the container)."""
     pulled = target.image(image)
     return docker.Container(
         name,
@@ -170,7 +179,7 @@ def container(
             for p in sorted(published, key=lambda p: p.internal)
         ] or None,
         labels=_labels(target, part, instance, docker.ContainerLabelArgs,
-                       {CONFIG_LABEL: config_digest(uploads, command, entrypoint)}),
+                       {**(labels or {}), CONFIG_LABEL: config_digest(uploads, command, entrypoint)}),
         # Explicit driver: these options exist for json-file, and a daemon defaulting to journald rejects them.
         log_driver="json-file",
         log_opts={"max-file": "3", "max-size": "10m"},

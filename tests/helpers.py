@@ -46,11 +46,12 @@ def waited_on_output(component: RecordedResource) -> list[Any]:
 
 
 def env_of(container: RecordedResource, *, secret: bool = False) -> dict[str, str]:
-    """A Docker container's environment (`envs`, "NAME=value" items) as a dict. secret=True: the list must
-    have travelled as a Pulumi secret (it carries credentials)."""
+    """A Docker container's environment (`envs`, "NAME=value" items) as a dict. secret=True: it carries
+    credentials, and they travelled as Pulumi secrets (each secret variable its own secret item)."""
     envs = container.inputs.get("envs")
     if secret:
-        assert isinstance(envs, Secret), f"{container.name}: the env list carries credentials; it must be a secret"
+        assert isinstance(envs, list) and any(isinstance(item, Secret) for item in envs), (
+            f"{container.name}: the env list carries credentials; they must travel as secrets")
     return dict(item.split("=", 1) for item in unwrap(envs) or [])
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from testkit.render import PROJECT_DIR, render_stack
-from tooling.plan import render_snapshot
+from testkit.render import PROJECT_DIR
+from tooling.plan import render_for_review, render_snapshot
 
 SNAPSHOT_DIR = PROJECT_DIR / "tests" / "snapshots"
 
@@ -12,8 +12,9 @@ def stacks() -> list[str]:
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
 
 
-def snapshot(stack: str) -> str:
-    return render_snapshot(render_stack(stack, preview=True))
+def snapshot(stack: str, sets: dict[str, str] | None = None) -> str:
+    """The stack as the plan sees it (a preview of the deployed stack), one line per value."""
+    return render_snapshot(render_for_review(stack, sets))
 
 
 def main() -> None:

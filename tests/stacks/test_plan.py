@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +41,8 @@ def test_unknowns_are_shown_as_unknown_and_secrets_never(medium_dev: planmod.Pla
     # The step's label hashes the node container ids, which only the provider knows.
     assert {"label": "banyan.redis-nodes", "value": "<unknown>"} in create["labels"]
     dumped = json.dumps(data)
-    assert "[secret]" in dumped
+    # A Docker env item keeps its name; its value is a fingerprint of the stand-in, never the value.
+    assert re.search(r'"DATABASE_URL=\[secret #[0-9a-f]{8}\]"', dumped)
     assert "mocksecret" not in dumped
     assert data["connection_budget"]["fits"] is True
 
@@ -121,6 +125,8 @@ def test_cli_rejects_bad_input_without_a_traceback() -> None:
     assert done.returncode == 2
     assert 'banyan:tier: got "huge"' in done.stderr
     assert "Traceback" not in done.stderr
+    bad_key = run_cli("dev", "--set", "services[0].env.bad-name=1")
+    assert bad_key.returncode == 2 and "Traceback" not in bad_key.stderr and "cannot set" in bad_key.stderr
     missing = run_cli("nosuchstack")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "no stack file Pulumi.nosuchstack.yaml" in missing.stderr and "dev, prod" in missing.stderr
@@ -142,3 +148,131 @@ def test_cli_diff_against_a_git_ref() -> None:
     # The what-if applies to this checkout; HEAD's small tier is the baseline it is compared with.
     assert "- CREATE docker:index/container:Container banyan-postgres-replica-1" in done.stdout
     assert mock_secret_value("banyan-secrets-redis") not in done.stdout
+
+
+# ---- what a reviewer sees: every change, old and new, no secret (issue 15) ---------------------------------
+
+USER_1 = "docker:index/container:Container banyan-user-service-1"
+
+
+def _diff(sets_before: dict[str, str], sets_after: dict[str, str], stack: str = "dev") -> planmod.Comparison:
+    before = planmod.plan_data(planmod.build_plan(stack, sets_before))
+    return planmod.compare(planmod.build_plan(stack, sets_after), before, "base")
+
+
+@pytest.fixture(scope="module")
+def small_dev() -> planmod.Plan:
+    return planmod.build_plan("dev")
+
+
+def test_docker_env_items_are_secret_one_by_one_and_unchanged_in_content() -> None:
+    """Only the variables whose values are secret travel as secrets; the list Docker receives is what it was
+    (sorted NAME=value items), so the change of form replaces no container."""
+    from testkit import Secret, render_stack, unwrap
+
+    rendering = render_stack("dev", set={"tier": "medium"})
+    for c in rendering.of_type("docker:index/container:Container"):
+        envs = c.inputs.get("envs") or []
+        assert isinstance(envs, list), c.name
+        items = unwrap(envs)
+        assert items == sorted(items, key=lambda i: i.split("=", 1)[0]), c.name
+        for item in envs:
+            if not isinstance(item, Secret):
+                assert "mocksecret" not in item, (c.name, item.split("=", 1)[0])
+        if c.name.startswith("banyan-user-service-"):
+            plain = {i.split("=", 1)[0] for i in envs if isinstance(i, str)}
+            assert {"DATABASE_POOL_MAX", "RABBITMQ_PREFETCH", "PORT"} <= plain
+            assert not plain & {"DATABASE_URL", "RABBITMQ_URL", "REDIS_PASSWORD", "REDIS_URL"}
+
+
+def test_an_added_env_variable_is_shown_with_its_value() -> None:
+    comparison = _diff({}, {"services[0].env.LOG_LEVEL": "debug"})
+    change = next(c for c in comparison.result.changes if c.key == USER_1)
+    assert [(d.path, d.new) for d in change.details] == [("envs[LOG_LEVEL]", "debug")]
+    assert change.kind == "replace" and change.replaced_for == ("envs",)
+    text = planmod.format_diff(comparison.result.changes, markdown=False)
+    assert 'envs[LOG_LEVEL]: (none) -> "debug"' in text
+
+
+def test_a_workload_change_shows_old_and_new_values_and_capacity() -> None:
+    comparison = _diff({}, {"services[0].workload": "cpu"})
+    change = next(c for c in comparison.result.changes if c.key == USER_1)
+    assert {d.path: (d.old, d.new) for d in change.details} == {
+        "envs[DATABASE_POOL_MAX]": ("10", "2"), "envs[RABBITMQ_PREFETCH]": ("10", "1")}
+    lines = planmod.capacity_delta_lines(comparison.before, comparison.after, markdown=False)
+    connections = next(line for line in lines if line.startswith("database connections"))
+    assert re.search(r"60 of max_connections 100\s+36 of max_connections 100\s+changed", connections)
+
+
+def test_a_changed_secret_is_marked_changed_and_never_shown() -> None:
+    comparison = _diff({}, {"postgres.database": "other"})
+    change = next(c for c in comparison.result.changes if c.key == USER_1)
+    assert {d.path for d in change.details} >= {"envs[DATABASE_URL]", "envs[DATABASE_REPLICA_URLS]"}
+    text = planmod.format_diff(comparison.result.changes, markdown=True)
+    assert "envs[DATABASE_URL]: [secret] (changed)" in text
+    assert "mocksecret" not in text and "other@" not in text and "/other" not in text
+
+
+def test_numbered_instances_sort_as_numbers() -> None:
+    large = planmod.build_plan("dev", {"tier": "large"})
+    keys = [k for k in planmod.records(large.rendering) if "container:Container banyan-gateway-" in k]
+    assert [k.rsplit("-", 1)[1] for k in keys] == [str(n) for n in range(1, 11)]
+    tree = planmod.render_text(large)
+    assert tree.index("banyan-gateway-2\n") < tree.index("banyan-gateway-10\n")
+    comparison = _diff({}, {"tier": "large"})
+    created = [c.key.rsplit("-", 1)[1] for c in comparison.result.changes
+               if c.kind == "create" and "container:Container banyan-gateway-" in c.key]
+    assert created == [str(n) for n in range(3, 11)]
+
+
+def test_the_option_that_changed_is_named(small_dev: planmod.Plan) -> None:
+    before = planmod.records(small_dev.rendering)
+    after = json.loads(json.dumps(before))
+    volume = "docker:index/volume:Volume banyan-postgres-primary-data"
+    after[volume]["options"]["protect"] = True
+    [change] = planmod.diff(before, after)
+    assert change.fields == ("options.protect",) and change.kind == "update"
+    assert "options.protect: false -> true" in planmod.format_diff([change], markdown=False)
+
+
+def test_capacity_before_and_after_in_the_plan() -> None:
+    comparison = _diff({}, {"tier": "large"})
+    text = planmod.render_text(planmod.build_plan("dev", {"tier": "large"}), comparison=comparison)
+    section = text[text.index("== capacity before (base) and after"):text.index("== capacity\n")]
+    before, after = (planmod.capacity_totals(d) for d in (comparison.before, comparison.after))
+    cpu = next(line for line in section.splitlines() if line.startswith("CPU limits"))
+    assert cpu.split()[2:4] == [f"{before['cpu_limits'] / 1000:g}", f"{after['cpu_limits'] / 1000:g}"]
+    assert re.search(r"^api-gateway instances\s+2\s+10\s+changed$", section, re.M)
+    assert text.index("== changes against base") < text.index("== capacity before")
+
+
+def test_a_big_diff_fits_one_comment_with_stateful_replaces_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    comparison = _diff({}, {"tier": "large"})
+    volume = "docker:index/volume:Volume banyan-postgres-primary-data"
+    comparison.result.changes.append(planmod.Change(volume, "replace", True, ("name",),
+                                                    (planmod.FieldChange("name", "a", "b"),), ("name",)))
+    comparison.result.changes.sort(key=lambda c: not c.dangerous)
+    plan = planmod.build_plan("dev", {"tier": "large"})
+    full = planmod.render_text(plan, markdown=True, comparison=comparison)
+    assert len(full) <= planmod.MARKDOWN_LIMIT
+    monkeypatch.setattr(planmod, "MARKDOWN_LIMIT", 12_000)
+    cut = planmod.render_text(plan, markdown=True, comparison=comparison)
+    assert len(cut) <= 12_000
+    assert "cut to fit one comment" in cut and "### capacity before" in cut and "### connection budget" in cut
+    changes = cut[cut.index("### changes"):]
+    assert changes.index(f"**STATEFUL REPLACE {volume}") < changes.index("- REPLACE ")
+
+
+def test_replacements_are_known_without_shared_or_the_cli(tmp_path: Path) -> None:
+    """As the pull-request workflow runs it: a clone with no ../shared beside it and no Pulumi CLI."""
+    clone = tmp_path / "repo"
+    for part in ("model", "components", "infra", "testkit", "tooling"):
+        shutil.copytree(PROJECT_DIR / part, clone / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for stack_file in PROJECT_DIR.glob("Pulumi*.yaml"):
+        shutil.copy(stack_file, clone / stack_file.name)
+    assert not (clone.parent / "shared").exists()
+    done = subprocess.run([sys.executable, "-m", "tooling.plan", "dev", "--set", "services[0].workload=cpu",
+                           "--diff-stack", "dev"], cwd=clone, capture_output=True, text=True, timeout=300,
+                          check=False, env={**os.environ, "PYTHONPATH": str(clone), "PATH": os.defpath})
+    assert done.returncode == 0, done.stderr
+    assert f"- REPLACE {USER_1} (replaced for envs)" in done.stdout
