@@ -13,6 +13,7 @@ from testkit.render import (
     RecordedResource,
     Rendering,
     Secret,
+    StackFileError,
     Unknown,
     apply_sets,
     mock_secret_value,
@@ -28,6 +29,6 @@ from testkit.render import (
 
 __all__ = [
     "PROJECT_DIR", "UNKNOWN", "BanyanMocks", "NoStackFileError", "PreviewMocks", "RecordedResource", "Rendering",
-    "Secret", "Unknown", "apply_sets", "mock_secret_value", "project_name", "read_stack_file", "render_program",
-    "render_stack", "resolve_output", "to_engine_config", "unwrap", "walk_plain",
+    "Secret", "StackFileError", "Unknown", "apply_sets", "mock_secret_value", "project_name", "read_stack_file",
+    "render_program", "render_stack", "resolve_output", "to_engine_config", "unwrap", "walk_plain",
 ]

@@ -13,6 +13,7 @@ receive them, and resource options).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import itertools
@@ -33,6 +34,7 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 
 from model.preflight import EngineSnapshot
+from model.preflight_kubernetes import KubernetesSnapshot
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 UNKNOWN_SENTINEL = rpc.UNKNOWN
@@ -257,20 +259,76 @@ class _LogCollector(logging.Handler):
 
 # ---- stack files -----------------------------------------------------------------------------
 
-_SET_KEY = re.compile(r"^(?:banyan:)?([a-z_]+)((?:\.[a-z_]+|\.\d+|\[\d+\])*)$")
+# Keys below the top may be upper case: env variable names (services[0].env.LOG_LEVEL).
+_SET_KEY = re.compile(r"^(?:banyan:)?([a-z_]+)((?:\.[A-Za-z_][A-Za-z0-9_]*|\.\d+|\[\d+\])*)$")
 
 
 class NoStackFileError(LookupError):
     """The stack named has no Pulumi.<stack>.yaml; the message names the stacks there are."""
 
 
+class StackFileError(ValueError):
+    """A project or stack file that cannot be read as it stands, in one line: `Pulumi.dev.yaml:12: what`."""
+
+
+def _refuse_duplicates(node: yaml.Node, file: str, path: str) -> None:
+    """PyYAML keeps the last of two equal keys; the file's author meant one of them, so neither is guessed."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None or key == "<<":
+                continue
+            where = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                shown = where.removeprefix("config.") if where != "config" else where
+                raise StackFileError(f"{file}:{line}: duplicate key {shown} (first at line {seen[key]})")
+            seen[key] = line
+            _refuse_duplicates(value_node, file, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicates(item, file, f"{path}[{i}]")
+
+
+def load_yaml_file(path: Path, *, config_section: bool = False) -> Any:
+    """A YAML file as data; a syntax error, a duplicated key (or, with `config_section`, a stack file whose
+    top or `config:` is not a mapping) raises StackFileError naming the file and the line."""
+    loader = yaml.SafeLoader(path.read_text())
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if config_section:
+            if not isinstance(node, yaml.MappingNode):
+                raise StackFileError(f"{path.name}:{node.start_mark.line + 1}: a stack file must be a mapping with "
+                                     "a config: section")
+            for key_node, value_node in node.value:
+                if getattr(key_node, "value", None) == "config" and not (
+                        isinstance(value_node, yaml.MappingNode) or value_node.tag.endswith(":null")):
+                    raise StackFileError(f"{path.name}:{value_node.start_mark.line + 1}: config: must be a mapping "
+                                         "of keys to values")
+        _refuse_duplicates(node, path.name, "")
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        what = err.problem or err.context or "not YAML"
+        if err.context and err.context_mark is not None and err.problem:
+            what += f" ({err.context} at line {err.context_mark.line + 1})"
+        raise StackFileError(f"{path.name}:{mark.line + 1 if mark else 1}: {what}") from None
+    except yaml.YAMLError as err:
+        raise StackFileError(f"{path.name}: {' '.join(str(err).split())}") from None
+    finally:
+        loader.dispose()
+
+
 def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    """The `config:` map of Pulumi.<stack>.yaml, as YAML data."""
+    """The `config:` map of Pulumi.<stack>.yaml, as YAML data (StackFileError where it cannot be read)."""
     path = project_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
         raise NoStackFileError(f"no stack file {path.name} in {project_dir}; the stacks there: {', '.join(known)}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml_file(path, config_section=True) or {}
     return dict(data.get("config") or {})
 
 
@@ -288,11 +346,15 @@ def apply_sets(config: Mapping[str, Any], sets: Mapping[str, Any]) -> dict[str, 
                 f"cannot set {key!r}: expected a key like tier, postgres.replicas or services[0].instances"
             )
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise ValueError(f"--set {key}={value}: not a YAML value ({problem})") from None
         top, rest = f"banyan:{match.group(1)}", match.group(2)
         steps: list[str | int] = [
             int(s.strip(".[]")) if s.strip(".[]").isdigit() else s[1:]
-            for s in re.findall(r"\.[a-z_]+|\.\d+|\[\d+\]", rest)
+            for s in re.findall(r"\.[A-Za-z_][A-Za-z0-9_]*|\.\d+|\[\d+\]", rest)
         ]
         if not steps:
             out[top] = value
@@ -336,7 +398,10 @@ def to_engine_config(config: Mapping[str, Any]) -> tuple[dict[str, str], frozens
 
 
 def project_name(project_dir: Path = PROJECT_DIR) -> str:
-    return str(yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"])
+    project = load_yaml_file(project_dir / "Pulumi.yaml")
+    if not isinstance(project, dict) or "name" not in project:
+        raise StackFileError("Pulumi.yaml:1: the project file must be a mapping with a name:")
+    return str(project["name"])
 
 
 # ---- rendering ---------------------------------------------------------------------------------
@@ -344,7 +409,16 @@ def project_name(project_dir: Path = PROJECT_DIR) -> str:
 def render_program(program: Callable[[], None], raw_config: Mapping[str, str], *, project: str, stack: str,
                    secret_keys: frozenset[str] = frozenset(), preview: bool = False,
                    mocks: pulumi.runtime.Mocks | None = None) -> Rendering:
-    """Run `program` under mocks in a fresh event loop and return what it registered."""
+    """Run `program` under mocks in a fresh event loop and return what it registered. Called from a coroutine
+    (an async test), it runs in a worker thread: Pulumi's runtime needs an event loop of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="banyan-render") as pool:
+            return pool.submit(render_program, program, raw_config, project=project, stack=stack,
+                               secret_keys=secret_keys, preview=preview, mocks=mocks).result()
     monitor = RecordingMonitor(mocks or BanyanMocks())
     collector = _LogCollector()
     logger = logging.getLogger(f"banyan.testing.{stack}")
@@ -372,21 +446,39 @@ def render_program(program: Callable[[], None], raw_config: Mapping[str, str], *
     finally:
         set_all_config({}, [])
         settings.ROOT.set(None)
+        _close(loop)
+    return Rendering(project, stack, monitor.recorded, monitor.stack_outputs, collector.records)
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the loop with nothing left on it: a task still pending (an output nobody awaited after an error)
+    would otherwise be destroyed with the loop at exit, printing "Task was destroyed but it is pending" or an
+    event loop's __del__ traceback after a run that succeeded."""
+    try:
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
         loop.close()
         asyncio.set_event_loop(None)
-    return Rendering(project, stack, monitor.recorded, monitor.stack_outputs, collector.records)
 
 
 def render_stack(stack: str, *, set: Mapping[str, Any] | None = None,
                  project_dir: Path = PROJECT_DIR, preview: bool = False,
                  program: Callable[[], None] | None = None,
-                 engine: EngineSnapshot | None = None) -> Rendering:
+                 engine: EngineSnapshot | None = None,
+                 cluster: KubernetesSnapshot | None = None) -> Rendering:
     """Render Pulumi.<stack>.yaml (plus what-if overrides) through the real stack program under mocks.
 
     preview=False: as after `pulumi up` (ids and generated values are mock values, known).
     preview=True: as `pulumi preview` sees it (values computed by providers are unknown).
     engine: what the Docker preflight sees on the engine (model.preflight.EngineSnapshot); unset, the preflight
     is skipped, as it always is under mocks: no real engine is ever read.
+    cluster: the same for the Kubernetes preflight (model.preflight_kubernetes.KubernetesSnapshot: the live
+    RabbitmqCluster, Redis StatefulSet and CloudNativePG Cluster); no real cluster is ever read.
     """
     config = apply_sets(read_stack_file(stack, project_dir), set or {})
     raw, secret_keys = to_engine_config(config)
@@ -396,7 +488,8 @@ def render_stack(stack: str, *, set: Mapping[str, Any] | None = None,
         program = main
     from infra.preflight import use_snapshot
 
-    with use_snapshot(engine) if engine is not None else contextlib.nullcontext():
+    with (use_snapshot(engine) if engine is not None else contextlib.nullcontext(),
+          use_snapshot(cluster) if cluster is not None else contextlib.nullcontext()):
         return render_program(program, raw, project=project_name(project_dir), stack=stack,
                               secret_keys=secret_keys, preview=preview, mocks=PreviewMocks() if preview else None)
 

@@ -60,3 +60,12 @@ def test_bad_config_is_a_run_error_with_no_resources() -> None:
     result = run_like_pulumi({"tier": "huge"})
     assert result["run_error"] is True
     assert "banyan:tier" in str(result["error"])
+
+
+def test_started_by_hand_outside_the_engine_it_says_how_to_run_it_without_a_traceback() -> None:
+    for argv, cwd in (([sys.executable, "infra/__main__.py"], PROJECT_DIR),
+                      ([sys.executable, "."], PROJECT_DIR / "infra")):
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert result.stderr.startswith("banyan: this is the Pulumi program of the project; the engine runs it")
+        assert "Traceback" not in result.stderr and "tooling.plan dev" in result.stderr

@@ -3,8 +3,12 @@ resolve_output fails on unknowns; a component renders alone with what the platfo
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,17 +22,45 @@ from testkit import PROJECT_DIR, PreviewMocks, render_program, resolve_output
 from testkit.component import ROOT_TYPE, render_component, stack_spec
 
 
-def test_the_readme_example_runs_as_written() -> None:
+def readme_example() -> str:
     readme = (PROJECT_DIR / "README.md").read_text()
     section = readme[readme.index("## Testing your own stacks"):]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None
-    assert len(code.group(1).strip().splitlines()) <= 6
+    return code.group(1)
+
+
+def test_the_readme_example_runs_as_written() -> None:
+    code = readme_example()
+    assert len(code.strip().splitlines()) <= 7
     scope: dict[str, Any] = {}
-    exec(compile(code.group(1), "README.md", "exec"), scope)
+    exec(compile(code, "README.md", "exec"), scope)
     tests = [f for name, f in scope.items() if name.startswith("test_")]
     assert len(tests) == 1
     tests[0]()
+
+
+def test_the_readme_example_passes_the_projects_lint_and_type_check(tmp_path: Path) -> None:
+    """Pasted into a test file of one's own, as a user would, under this project's ruff and mypy settings."""
+    placed = tmp_path / "tests" / "test_my_stack.py"
+    placed.parent.mkdir()
+    placed.write_text(readme_example())
+    config = str(PROJECT_DIR / "pyproject.toml")
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config", config, str(placed)],
+                          capture_output=True, text=True, check=False, cwd=PROJECT_DIR)
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    # Errors in the project itself are the project's own lint step's: only the placed file is judged here.
+    mypy = subprocess.run([sys.executable, "-m", "mypy", "--config-file", config, "--follow-imports=silent",
+                           str(placed)], capture_output=True, text=True, check=False, cwd=PROJECT_DIR)
+    assert mypy.returncode == 0, mypy.stdout + mypy.stderr
+
+
+def test_render_stack_works_inside_a_running_event_loop() -> None:
+    """An async test calls it with a loop already running; Pulumi's runtime needs its own, so it moves to a thread."""
+    async def inside() -> int:
+        return len(testkit.render.render_stack("dev").resources)
+
+    assert asyncio.run(inside()) == len(testkit.render.render_stack("dev").resources) > 0
 
 
 def docstring_example(module: ModuleType) -> str:
