@@ -80,7 +80,7 @@ class Port:
 
 def service(name: str, *, target: KubernetesTarget, part: str, ports: Sequence[Port], parent: pulumi.Resource,
             object_name: str | None = None, headless: bool = False, service_type: str = "ClusterIP",
-            publish_not_ready: bool = False) -> k8s.core.v1.Service:
+            publish_not_ready: bool = False, external_traffic_policy: str | None = None) -> k8s.core.v1.Service:
     return k8s.core.v1.Service(
         name,
         metadata=target.metadata(object_name or name, part),
@@ -88,12 +88,21 @@ def service(name: str, *, target: KubernetesTarget, part: str, ports: Sequence[P
             type=service_type,
             cluster_ip="None" if headless else None,
             publish_not_ready_addresses=publish_not_ready or None,
+            external_traffic_policy=external_traffic_policy,
             selector=target.selector(part),
             ports=[k8s.core.v1.ServicePortArgs(name=p.name, port=p.port, target_port=p.target_port or p.port,
                                                protocol="TCP") for p in ports],
         ),
         opts=target.opts(parent),
     )
+
+
+def drain_delay(seconds: int) -> k8s.core.v1.LifecycleArgs:
+    """A pod being deleted leaves its Services' endpoints at once, but those who route to it notice a little
+    later: it keeps serving for `seconds` before its process is told to stop. The kubelet's own sleep action
+    (beta and on by default since Kubernetes 1.30, GA in 1.34), so no image needs a sleep binary."""
+    return k8s.core.v1.LifecycleArgs(pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+        sleep=k8s.core.v1.SleepActionArgs(seconds=seconds)))
 
 
 def pod_security_version() -> str:
@@ -110,6 +119,23 @@ def pod_security_labels() -> dict[str, str]:
         labels[f"{POD_SECURITY_PREFIX}{mode}"] = POD_SECURITY_LEVEL
         labels[f"{POD_SECURITY_PREFIX}{mode}-version"] = pod_security_version()
     return labels
+
+
+def restricted_operator_namespace(name: str, namespace: str, *, parent: pulumi.Resource,
+                                  release: pulumi.Resource) -> k8s.core.v1.NamespacePatch:
+    """Pod Security "restricted" on an operator's namespace, which its Helm release creates: a patch (server-side
+    apply of the labels only), because the namespace is the release's and, on a stack deployed before this, already
+    exists (pulumi-kubernetes refuses to create an existing object). The charts pinned here run their operators'
+    pods within "restricted" by default (non-root, no privilege escalation, every capability dropped, the
+    runtime's seccomp profile: the values of CloudNativePG's chart 0.29.0 and of CloudPirates'
+    rabbitmq-cluster-operator 0.6.5, for both of its operators), so any pod the namespace admits from now on is
+    held to it. Applied after the release: pods the release created first were within it anyway; enforcement
+    holds for every later one (restarts, upgrades)."""
+    return k8s.core.v1.NamespacePatch(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaPatchArgs(name=namespace, labels=pod_security_labels()),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[release]),
+    )
 
 
 def restricted_security_context(*, read_only_root: bool = False) -> k8s.core.v1.SecurityContextArgs:

@@ -6,15 +6,17 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
-from components import k8s_common, network_policies
+from components import k8s_common, keda, network_policies
+from components.monitoring import Monitoring
 from components.nginx import NginxLoadBalancer
 from components.postgres import PostgresCluster
 from components.rabbitmq import RabbitMQCluster
 from components.redis import RedisCluster
 from components.secrets import PlatformSecrets
-from components.target import DockerTarget, KubernetesTarget, Target
+from components.target import DockerTarget, KubernetesTarget, SwarmTarget, Target
 from components.workload import ApiGateway, Service
 from model.contract import Credentials, Endpoints, app_env, urls
+from model.images import REQUIRE_DIGESTS_PROP
 from model.preflight import PROJECT_LABEL, STACK_LABEL
 from model.spec import PlatformSpec
 
@@ -34,9 +36,12 @@ class BanyanPlatform(pulumi.ComponentResource):
     gateway: ApiGateway
     services: list[Service]
     nginx: NginxLoadBalancer
+    monitoring: Monitoring | None
 
     def __init__(self, name: str, spec: PlatformSpec, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(TYPE, name, None, opts)
+        # Marked only when asked, so a stack without it renders as before.
+        marks = {REQUIRE_DIGESTS_PROP: True} if spec.require_digests else None
+        super().__init__(TYPE, name, marks, opts)
         self.spec = spec
         child = pulumi.ResourceOptions(parent=self)
         self.secrets = PlatformSecrets(f"{name}-secrets", opts=child)
@@ -58,32 +63,44 @@ class BanyanPlatform(pulumi.ComponentResource):
             redis_port=self.redis.port,
         )
         mq = self.secrets.rabbitmq
-        # Docker: the applications' own user (its vhost, no management tags). Kubernetes: the operator's
-        # default user until the Messaging Topology Operator's User and Permission are in place (issue 14).
-        mq_user, mq_password = ((mq.app_user, mq.app_password) if isinstance(target, DockerTarget)
-                                else (mq.admin_user, mq.admin_password))
+        # The applications' own user on every target (its vhost, no management tags): the nodes' entrypoint
+        # reconciles it on Docker and Swarm, the Messaging Topology Operator's User and Permission make it on
+        # Kubernetes.
+        mq_user, mq_password = mq.app_user, mq.app_password
         self.credentials = creds = Credentials(
             postgres_app_password=self.secrets.postgres.app,
             rabbitmq_user=mq_user,
             rabbitmq_password=mq_password,
-            redis_password=self.secrets.redis.password,
+            redis_user=self.secrets.redis.app_user,
+            redis_password=self.secrets.redis.app_password,
         )
-        # Docker: apps start once the data tier is healthy (containers wait on their health checks).
+        # Docker and Swarm: apps start once the data tier is healthy (containers and services wait on health).
         # Kubernetes: pods start at once and their readiness probes hold traffic until they connect.
         data_tier = ([*self.postgres.wait_on, *self.rabbitmq.wait_on, *self.redis.wait_on]
-                     if isinstance(target, DockerTarget) else [])
+                     if isinstance(target, DockerTarget | SwarmTarget) else [])
         self.gateway = ApiGateway(f"{name}-gateway", spec.gateway,
                                   env=app_env(spec, spec.gateway, self.endpoints, creds),
                                   target=target, depends_on=data_tier, opts=child)
+        # Kubernetes: KEDA and its RabbitMQ monitoring user, where a service scales on queue depth.
+        keda_wait = (keda.build_shared(self, name, target, self.rabbitmq.wait_on).wait_on
+                     if isinstance(target, KubernetesTarget) and spec.queue_scaled else [])
         self.services = [
             Service(f"{name}-{svc.name}", svc, env=app_env(spec, svc, self.endpoints, creds),
-                    target=target, depends_on=data_tier, opts=child)
+                    target=target, depends_on=keda_wait if svc.queue_scaling else data_tier, opts=child)
             for svc in spec.services
         ]
+        # Built only where enabled (banyan:monitoring.enabled): a stack without it renders as before.
+        self.monitoring = (Monitoring(f"{name}-monitoring", spec, postgres=self.secrets.postgres,
+                                      redis=self.secrets.redis, target=target, scraped=data_tier, opts=child)
+                           if spec.monitoring.enabled and not isinstance(target, SwarmTarget) else None)
+        log_sink = self.monitoring.nginx_log_sink if self.monitoring else []
         self.nginx = NginxLoadBalancer(f"{name}-nginx", spec.nginx, upstreams=self.gateway.hosts,
                                        upstream_port=self.gateway.port, target=target,
                                        peers=spec.gateway.instances,
-                                       opts=pulumi.ResourceOptions(parent=self, depends_on=self.gateway.wait_on))
+                                       metrics_log=self.monitoring.nginx_metrics_log if self.monitoring else None,
+                                       labels=self.monitoring.nginx_labels if self.monitoring else None,
+                                       opts=pulumi.ResourceOptions(parent=self,
+                                                                   depends_on=[*self.gateway.wait_on, *log_sink]))
         if isinstance(target, KubernetesTarget):
             network_policies.build(self, name, spec, target)
         self.public_url = self.nginx.public_url
@@ -105,6 +122,17 @@ class BanyanPlatform(pulumi.ComponentResource):
                 opts=child,
             )
             return DockerTarget(spec=spec, network=network, parent=self, name=name)
+        if spec.target == "swarm":
+            # Services reach each other only over an overlay network (a swarm's bridge networks are per node).
+            overlay = docker.Network(
+                f"{name}-network",
+                name=f"{spec.project}-{spec.stack}",
+                driver="overlay",
+                labels=[docker.NetworkLabelArgs(label=k, value=v)
+                        for k, v in sorted({PROJECT_LABEL: spec.project, STACK_LABEL: spec.stack}.items())],
+                opts=child,
+            )
+            return SwarmTarget(spec=spec, network=overlay, parent=self, name=name)
         # Deleting a namespace deletes every volume claim in it: it is kept and protected like the data.
         # The stack owns it, so it also says what may run in it: Pod Security "restricted", enforced.
         namespace = k8s.core.v1.Namespace(
@@ -128,6 +156,8 @@ class BanyanPlatform(pulumi.ComponentResource):
         pulumi.export("database_replica_urls", u.database_replicas)
         pulumi.export("rabbitmq_urls", u.rabbitmq_all)
         pulumi.export("redis_url", u.redis)
+        if self.monitoring is not None and self.monitoring.url is not None:
+            pulumi.export("prometheus_url", self.monitoring.url)
         pulumi.export("summary", {
             "tier": spec.tier,
             "target": spec.target,

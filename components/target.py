@@ -97,10 +97,36 @@ class KubernetesTarget:
         )
 
 
-Target = DockerTarget | KubernetesTarget
+@dataclass
+class SwarmTarget:
+    """A Docker Swarm, reached through a manager: the stack's overlay network, and the Swarm configs and secrets
+    shared by the services that mount them (one object per distinct content; see components/swarm_common.py)."""
+
+    spec: PlatformSpec
+    network: docker.Network
+    parent: pulumi.Resource
+    name: str
+    configs: dict[str, docker.ServiceConfig] = field(default_factory=dict)
+    secrets: dict[str, docker.Secret] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return {PROJECT_LABEL: self.spec.project, STACK_LABEL: self.spec.stack}
+
+    def service_name(self, instance: str) -> str:
+        """Service names are global in a swarm, and stacks share swarms: scoped as the Docker target's containers.
+        The name parts reach one another by is the network alias, the instance (`rabbitmq-1`, `api-gateway`)."""
+        return f"{self.spec.project}-{self.spec.stack}-{instance}"
+
+    def volume_name(self, instance: str) -> str:
+        return f"{self.service_name(instance)}-data"
+
+
+Target = DockerTarget | KubernetesTarget | SwarmTarget
 
 
 def require_target(target: object, component: str) -> None:
     """Components build for one of the two targets; anything else is a programming error, said plainly."""
-    if not isinstance(target, DockerTarget | KubernetesTarget):
-        raise TypeError(f"{component} builds for a DockerTarget or a KubernetesTarget, not {type(target).__name__}")
+    if not isinstance(target, DockerTarget | KubernetesTarget | SwarmTarget):
+        raise TypeError(f"{component} builds for a SwarmTarget, a DockerTarget or a KubernetesTarget, "
+                        f"not {type(target).__name__}")

@@ -45,8 +45,9 @@ def main() -> None:
     spec = load_spec(raw, project=pulumi.get_project(), stack=pulumi.get_stack(), secret_keys=secret_keys)
     for warning in spec.warnings:
         pulumi.log.warn(warning)
-    # What the Docker engine already holds (other stacks' ports, this stack's cluster nodes), checked before
-    # any resource is registered: a refusal is a RunError at preview, never a half-applied `up`.
+    # What the target already runs (Docker: other stacks' ports, this stack's cluster nodes; Kubernetes: the live
+    # RabbitmqCluster, Redis StatefulSet and CloudNativePG Cluster), checked before any resource is registered:
+    # a refusal is a RunError at preview, never a half-applied `up`.
     preflight.run(spec, raw)
     # Imported here so that a config error never pays for (or trips on) the provider SDKs.
     from components.platform import BanyanPlatform

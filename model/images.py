@@ -15,6 +15,9 @@ _DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}"
 _REFERENCE = re.compile(
     rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
 _VERSION = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+# The root component's input that says the stack set banyan:require_digests: the policy pack reads it there
+# (a policy sees resources, not the stack's config).
+REQUIRE_DIGESTS_PROP = "requireDigests"
 
 
 @dataclass(frozen=True)

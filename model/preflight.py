@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from model.errors import ConfigProblem
-from model.spec import PlatformSpec
+from model.spec import PlatformSpec, ResourceSpec
 from model.tiers import TIERS
 
 # The labels every container and volume of a Docker stack carries (components/docker_common.py writes them).
@@ -35,6 +35,10 @@ PART_LABEL = "banyan.part"
 INSTANCE_LABEL = "banyan.instance"
 # What a container runs on besides image and env: a digest of its files and command line.
 CONFIG_LABEL = "banyan.config-sha256"
+# PostgreSQL containers: the major version (banyan:postgres.version) whose data directory they run on.
+POSTGRES_MAJOR_LABEL = "banyan.postgres-major"
+# The PostgreSQL primary: the restore (model.spec.RestoreSpec.restore_id) whose backup filled its data.
+POSTGRES_RESTORE_LABEL = "banyan.postgres-restore"
 
 # Docker states of a container that is not running and will not be started again by its restart policy.
 STOPPED_STATES = frozenset({"created", "exited", "dead"})
@@ -49,6 +53,8 @@ class EngineContainer:
     labels: Mapping[str, str] = field(default_factory=dict)
     # TCP host ports it publishes now (the engine lists them for running containers only).
     host_ports: frozenset[int] = frozenset()
+    # The image reference it was created from, as given (`postgres:16.9-alpine`).
+    image: str = ""
 
     @property
     def live(self) -> bool:
@@ -60,9 +66,12 @@ class EngineContainer:
 
 @dataclass(frozen=True)
 class EngineSnapshot:
-    """Every container on the engine (running or not)."""
+    """Every container on the engine (running or not), and the host's size where the engine said it
+    (`GET /info`: NCPU, MemTotal)."""
 
     containers: tuple[EngineContainer, ...] = ()
+    cpus: int | None = None
+    memory_bytes: int | None = None
 
     @classmethod
     def from_container_list(cls, listed: Sequence[Mapping[str, Any]]) -> EngineSnapshot:
@@ -79,6 +88,7 @@ class EngineSnapshot:
                 state=str(item.get("State", "")),
                 labels={str(k): str(v) for k, v in (item.get("Labels") or {}).items()},
                 host_ports=ports,
+                image=str(item.get("Image", "")),
             ))
         return cls(tuple(sorted(found, key=lambda c: c.name)))
 
@@ -97,9 +107,12 @@ def check(spec: PlatformSpec, snapshot: EngineSnapshot,
     problems: list[ConfigProblem] = []
     warnings: list[str] = []
     problems += _port_clashes(spec, snapshot)
+    problems += _host_size(spec, snapshot)
     mine = [c for c in snapshot.containers if c.owned_by(spec.project, spec.stack)]
     problems += _rabbitmq(spec, mine, warnings)
     problems += _redis(spec, mine, warnings)
+    problems += _versions(spec, mine)
+    problems += _restore_over_data(spec, mine)
     warnings += _replaced_together(spec, mine, digests or {})
     return Findings(tuple(problems), tuple(warnings))
 
@@ -133,6 +146,32 @@ def _replaced_together(spec: PlatformSpec, mine: Sequence[EngineContainer], dige
             f"one node at a time instead, run {steps}; {between}; then a plain `pulumi up` for the rest "
             "(measured in tests/e2e/docker/test_day2.py: no confirmed message lost, no failed request on the "
             "other masters)")
+    return found
+
+
+# ---- the host's size -------------------------------------------------------------------------------------
+
+def _host_size(spec: PlatformSpec, snapshot: EngineSnapshot) -> list[ConfigProblem]:
+    """Docker refuses to create a container whose CPU limit exceeds the host's CPUs ("Range of CPUs is from
+    0.01 to N"), or whose memory limit exceeds its memory, and `pulumi up` would stop half-done there."""
+    parts: list[tuple[str, ResourceSpec]] = [
+        ("banyan:gateway", spec.gateway.resources),
+        *((f"banyan:services[{i}]", s.resources) for i, s in enumerate(spec.services)),
+        ("banyan:postgres", spec.postgres.resources), ("banyan:rabbitmq", spec.rabbitmq.resources),
+        ("banyan:redis", spec.redis.resources), ("banyan:nginx", spec.nginx.resources)]
+    found = []
+    for key, resources in parts:
+        cpu, memory = resources.limits.cpu_millis, resources.limits.memory_mib
+        if snapshot.cpus is not None and cpu > snapshot.cpus * 1000:
+            found.append(ConfigProblem(f"{key}.resources.limits.cpu_millis", cpu, (
+                f"this engine's host has {_plural(snapshot.cpus, 'CPU')} and Docker refuses a container limit above "
+                f"that (the {spec.tier} tier's value unless the key is set); allowed here: at most "
+                f"{snapshot.cpus * 1000}, or a smaller tier")))
+        if snapshot.memory_bytes is not None and memory * 2**20 > snapshot.memory_bytes:
+            found.append(ConfigProblem(f"{key}.resources.limits.memory_mib", memory, (
+                f"this engine's host has {snapshot.memory_bytes >> 20} MiB of memory, less than one container's "
+                f"limit (the {spec.tier} tier's value unless the key is set); allowed here: at most "
+                f"{snapshot.memory_bytes >> 20}, or a smaller tier")))
     return found
 
 
@@ -227,9 +266,11 @@ def _rabbitmq(spec: PlatformSpec, mine: Sequence[EngineContainer], warnings: lis
     key, value = count_key(spec, "rabbitmq")
     tier = f" (the {spec.tier} tier's count)" if key == "banyan:tier" else ""
     first = _instance(running[-1])
-    # Rendered for 3+ nodes, pause_minority pauses the last node once it is one of two; it stays paused.
+    # Rendered for 3+ nodes before 4.3, pause_minority pauses the last node once it is one of two; it stays
+    # paused. 4.3 keeps its metadata in Khepri only and reads no partition handling: nothing to resume.
+    mnesia = tuple(int(x) for x in rabbit.version.split(".")[:2]) < (4, 3)
     last = (" When one node is left it has paused (pause_minority): run `rabbitmqctl stop_app` and "
-            "`rabbitmqctl start_app` on it." if rabbit.nodes == 1 else "")
+            "`rabbitmqctl start_app` on it." if rabbit.nodes == 1 and mnesia else "")
     return [ConfigProblem(key, value, (
         f"RabbitMQ would shrink from {len(nodes)} nodes to {rabbit.nodes}{tier}, but {_names(running)} "
         f"{'is' if len(running) == 1 else 'are'} running as cluster member{'s' if len(running) > 1 else ''}; "
@@ -264,11 +305,104 @@ def _redis(spec: PlatformSpec, mine: Sequence[EngineContainer], warnings: list[s
     def shape(count: int, mode: str) -> str:
         return f"a {count}-node cluster" if mode == "cluster" else f"{_plural(count, 'node')} (standalone)"
 
+    if not running and old_mode == red.mode == "cluster" and len(counted) < red.nodes:
+        # Growth of a cluster: the creation step runs again (its node list changed) and adds the new, empty
+        # nodes to the healthy cluster: masters first with slots rebalanced onto them, then replicas.
+        warnings.append(
+            f"Redis grows from {shape(len(counted), old_mode)} ({_names(counted)}) to {shape(red.nodes, red.mode)} "
+            f"({red.masters} masters x {red.replicas_per_master} replicas): the creation step adds the new nodes to "
+            "the running cluster (new masters get their share of the slots, keys moving with them; then replicas "
+            "follow the masters with the fewest); it stops without changing anything if the cluster is not healthy")
+        return []
+
     return [ConfigProblem(key, value, (
         f"Redis would change from {shape(len(counted), old_mode)} ({_names(counted)}) to "
         f"{shape(red.nodes, red.mode)}{f' (the {spec.tier} tier)' if key == 'banyan:tier' else ''}; a node-count "
-        "or mode change on a live Redis orphans hash slots (or finds a cluster of another shape), so this is "
-        "refused. Procedure: move the slots off the nodes to remove (`redis-cli --cluster reshard`, then "
-        "`redis-cli --cluster del-node`) and stop them, or build a fresh cluster of the new shape and migrate "
-        "the data (always so for standalone <-> cluster); allowed now: "
+        "decrease or a mode change on a live Redis orphans hash slots (or finds a cluster of another shape), so "
+        "this is refused (a cluster may grow). Procedure: move the slots off the nodes to remove "
+        "(`redis-cli --cluster reshard`, then `redis-cli --cluster del-node`) and stop them, or build a fresh "
+        "cluster of the new shape and migrate the data (always so for standalone <-> cluster); allowed now: "
         f"{shape(len(counted), old_mode)}"))]
+
+
+# ---- server versions ---------------------------------------------------------------------------------------
+
+# RabbitMQ series and the oldest series each is upgraded from in place (release notes: 4.0-4.2 from 3.13.x,
+# 4.3 only from 4.2.x). A series not listed is taken to need its predecessor, as 4.3 does.
+RABBITMQ_UPGRADE_FROM: dict[tuple[int, int], tuple[int, int]] = {
+    (4, 0): (3, 13), (4, 1): (3, 13), (4, 2): (3, 13), (4, 3): (4, 2)}
+
+
+def _image_numbers(image: str) -> tuple[int, ...]:
+    """The version an image tag names (`postgres:16.9-alpine` -> (16, 9)); () when it names none."""
+    from model.images import parse_image  # standard library only, like this module
+    try:
+        return parse_image(image).version() or ()
+    except ValueError:
+        return ()
+
+
+def _restore_over_data(spec: PlatformSpec, mine: Sequence[EngineContainer]) -> list[ConfigProblem]:
+    """A restore onto a primary that already holds data (not filled by this very restore) only when asked for."""
+    pg, restore = spec.postgres, spec.postgres.restore
+    if restore is None or restore.over_existing_data:
+        return []
+    primary = next((c for c in mine if c.labels.get(PART_LABEL) == pg.name
+                    and c.labels.get(INSTANCE_LABEL) == pg.primary_name), None)
+    if primary is None or primary.labels.get(POSTGRES_RESTORE_LABEL) == restore.restore_id:
+        return []
+    return [ConfigProblem("banyan:postgres.restore.enabled", True, (
+        f"the primary {pg.primary_name} already exists with its data; a restore would replace it, so it is "
+        "refused unless you say so: set banyan:postgres.restore.over_existing_data true (its data directory is "
+        "moved aside on its volume, not deleted; the replicas seed again), or run the restore drill "
+        "(`python -m tooling.drill <stack>`) to look at the backup without touching the stack"))]
+
+
+def _versions(spec: PlatformSpec, mine: Sequence[EngineContainer]) -> list[ConfigProblem]:
+    problems = []
+    pg = spec.postgres
+    primary = next((c for c in mine if c.labels.get(PART_LABEL) == pg.name
+                    and c.labels.get(INSTANCE_LABEL) == pg.primary_name), None)
+    if primary is not None:
+        label = primary.labels.get(POSTGRES_MAJOR_LABEL, "")
+        numbers = _image_numbers(primary.image)
+        running = int(label) if label.isdigit() else (numbers[0] if numbers else None)
+        if running is not None and running != pg.version:
+            name = f"{spec.project}-{spec.stack}-{pg.primary_name}"
+            problems.append(ConfigProblem("banyan:postgres.version", pg.version, (
+                f"the running primary {pg.primary_name} ({primary.image}) holds a PostgreSQL {running} data "
+                f"directory, which a PostgreSQL {pg.version} server refuses to start on; replacing the "
+                "containers cannot move the data between majors, so this is refused. Allowed: "
+                f"banyan:postgres.version {running} with a PostgreSQL {running} image (minor updates are "
+                f"in place). To move to {pg.version}: stop the writers, dump (`docker exec {name} pg_dumpall "
+                "--username postgres > banyan.sql`), remove the PostgreSQL containers and their volumes "
+                "(`docker rm -f` and `docker volume rm` them, after `pulumi state unprotect` where "
+                "banyan:protect is true), `pulumi refresh`, then `pulumi up` with the new version and image "
+                f"(the primary initialises an empty volume, the replicas seed from it) and restore "
+                f"(`docker exec -i {name} psql --username postgres --dbname postgres < banyan.sql`)")))
+    mq = spec.rabbitmq
+    new = tuple(int(x) for x in mq.version.split(".")[:2])
+    for c in _nodes(mine, mq.name, rf"{re.escape(mq.name)}-(\d+)"):
+        numbers = _image_numbers(c.image)
+        if len(numbers) < 2 or not c.live:
+            continue
+        old = numbers[:2]
+        oldest = RABBITMQ_UPGRADE_FROM.get((new[0], new[1]), (new[0], new[1] - 1))
+        if old == new or (old < new and (new < (4, 0) or old >= oldest)):
+            continue
+        via = f"{oldest[0]}.{oldest[1]}"
+        problems.append(ConfigProblem("banyan:rabbitmq.version", mq.version, (
+            f"RabbitMQ node {_instance(c)} runs {c.image} (RabbitMQ {old[0]}.{old[1]}); "
+            + ("RabbitMQ cannot be downgraded (its feature flags and data are one-way)"
+               if old > new else
+               f"RabbitMQ {mq.version} is upgraded in place only from {via} or newer, so its nodes would not "
+               "start on this cluster's data")
+            + "; refused. Allowed: the running series"
+            + ("" if old > new else
+               f", or a series between it and {mq.version} that it upgrades to. Procedure (README, upgrading): "
+               f"`pulumi up` with banyan:rabbitmq.image of the newest {via}.x and banyan:rabbitmq.version "
+               f"'{via}' one node at a time (the rolling procedure the preview prints); once every node runs it, "
+               "`rabbitmqctl enable_feature_flag all` (the nodes' entrypoint does it at start), then the next "
+               "step"))))
+        break
+    return problems

@@ -53,3 +53,14 @@ def go_duration(seconds: int) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def swarm_duration(seconds: int) -> str:
+    """Whole seconds as the provider reads a service's durations back (its `shortDur`: Go's Duration.String
+    with a trailing "0s" after minutes dropped, and "0m" after hours): 90 -> "1m30s", 60 -> "1m", 3600 -> "1h"."""
+    text = go_duration(seconds)
+    if text.endswith("m0s"):
+        text = text[:-2]
+    if text.endswith("h0m"):
+        text = text[:-2]
+    return text

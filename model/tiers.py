@@ -28,14 +28,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, TypedDict, TypeVar
 
-from model import capacity
+from model import backup as backups
+from model import capacity, checks
 from model.config import (
     AutoscalingOverride,
     PoolOverride,
+    PostgresConfig,
     ResourcesOverride,
     ServiceConfig,
     StackConfig,
     Workload,
+    bounds,
 )
 from model.contract import RESERVED as RESERVED_ENV
 from model.errors import ConfigProblem
@@ -52,13 +55,16 @@ from model.spec import (
     PlatformSpec,
     PoolSpec,
     PostgresSpec,
+    QueueScalingSpec,
     RabbitMQSpec,
     RateLimitSpec,
     RedisSpec,
     Resources,
     ResourceSpec,
     ServiceSpec,
+    SwarmSpec,
 )
+from model.thresholds import monitoring_hosts, monitoring_spec
 
 Part = Literal["gateway", "service", "postgres", "rabbitmq", "redis", "nginx"]
 Kind = Literal["cpu", "io", "memory"]
@@ -198,6 +204,7 @@ class _WorkloadFields(TypedDict):
     autoscaling: AutoscalingSpec
     resources: ResourceSpec
     health_path: str
+    liveness_path: str | None
     env: tuple[tuple[str, str], ...]
     env_secret: bool
     database_client: bool
@@ -247,8 +254,6 @@ class _Resolver:
         if low > high:
             self.problem(f"{key}.autoscaling.min_replicas", low,
                          f"allowed: at most autoscaling.max_replicas ({high})")
-        if self.config.target == "docker" and override != AutoscalingOverride():
-            self.warnings.append(f"banyan:{key}.autoscaling is ignored on target docker (no autoscaler)")
         return AutoscalingSpec(
             enabled=self.config.target == "kubernetes",
             min_replicas=low,
@@ -270,6 +275,11 @@ class _Resolver:
     def _workload_fields(self, key: str, part: Part, cfg: Workload, name: str, port: int,
                          instances: int, tier_max: int, pool: PoolSpec) -> _WorkloadFields:
         top = key.split("[", 1)[0].split(".", 1)[0]
+        low = cfg.autoscaling.min_replicas
+        if self.config.target == "kubernetes" and cfg.instances is not None and low not in (None, cfg.instances):
+            self.problem(f"{key}.autoscaling.min_replicas", low,
+                         f"banyan:{key}.instances ({cfg.instances}) decides the same thing on Kubernetes (the "
+                         "autoscaler's minimum); allowed: one of the two, or the same number in both")
         for env_name in sorted(set(cfg.env) & RESERVED_ENV):
             self.problem(f"{key}.env.{env_name}", cfg.env[env_name],
                          "this variable is set by banyan (README, \"Environment contract\"); choose another name")
@@ -282,6 +292,7 @@ class _Resolver:
             autoscaling=self.autoscaling(key, instances, tier_max, cfg.autoscaling),
             resources=self.resources(key, part, cfg.resources),
             health_path=cfg.health_path,
+            liveness_path=cfg.liveness_path,
             env=tuple(sorted(cfg.env.items())),
             env_secret=f"banyan:{top}" in self.secret_keys,
             database_client=cfg.database_client,
@@ -290,17 +301,24 @@ class _Resolver:
 
     def gateway(self) -> GatewaySpec:
         cfg = self.config.gateway
-        instances = self.preset.gateway_instances
+        instances = _pick(cfg.instances, self.preset.gateway_instances)
         if cfg.expected_peak_rps is not None:
-            needed = capacity.instances_for_load(cfg.expected_peak_rps, cfg.capacity_rps, cfg.headroom)
-            if cfg.instances is not None and cfg.instances < needed:
-                self.warnings.append(
-                    f"banyan:gateway.instances {cfg.instances} is below the {needed} that "
-                    f"{cfg.expected_peak_rps} req/s needs at {cfg.capacity_rps} req/s each "
-                    f"with {cfg.headroom:g}x headroom"
-                )
-            instances = needed
-        instances = _pick(cfg.instances, instances)
+            peak, each, headroom = cfg.expected_peak_rps, cfg.capacity_rps, cfg.headroom
+            needed = capacity.instances_for_load(peak, each, headroom)
+            arithmetic = capacity.load_arithmetic(peak, each, headroom)
+            _, most = bounds(Workload, "instances")
+            if cfg.instances is not None:
+                self.problem("gateway.instances", cfg.instances,
+                             f"banyan:gateway.expected_peak_rps ({peak}) decides the gateway count too ({arithmetic}); "
+                             "allowed: one of the two")
+            elif needed > most:
+                self.problem("gateway.expected_peak_rps", peak,
+                             f"{arithmetic}, above the instance limit; allowed: at most {most} instances, so at most "
+                             f"{capacity.max_peak_for(most, each, headroom)} req/s at this capacity_rps and headroom "
+                             "(or a larger capacity_rps per instance)")
+                instances = most
+            else:
+                instances = needed
         return GatewaySpec(
             **self._workload_fields("gateway", "gateway", cfg, "api-gateway", cfg.port, instances,
                                     self.preset.gateway_max, GATEWAY_POOL),
@@ -319,11 +337,29 @@ class _Resolver:
                 f"for {cfg.workload}-bound handlers"
             )
         instances = _pick(cfg.instances, self.preset.service_instances)
-        return ServiceSpec(
-            **self._workload_fields(key, "service", cfg, cfg.name, cfg.port, instances,
-                                    self.preset.service_max, POOL[cfg.workload]),
-            workload=cfg.workload,
-            prefetch=prefetch,
+        fields = self._workload_fields(key, "service", cfg, cfg.name, cfg.port, instances,
+                                       self.preset.service_max, POOL[cfg.workload])
+        return ServiceSpec(**fields, workload=cfg.workload, prefetch=prefetch,
+                           queue_depth=cfg.queue_scaling.queue_depth,
+                           queue_scaling=self.queue_scaling(key, cfg, prefetch, fields["autoscaling"]))
+
+    def queue_scaling(self, key: str, cfg: ServiceConfig, prefetch: int,
+                      bounds_: AutoscalingSpec) -> QueueScalingSpec | None:
+        """KEDA's ScaledObject for the service (Kubernetes only: Docker has no autoscaler, the plan advises)."""
+        qs = cfg.queue_scaling
+        if not qs.enabled or self.config.target != "kubernetes":
+            return None
+        fallback = _pick(qs.fallback_replicas, bounds_.min_replicas)
+        if not bounds_.min_replicas <= fallback <= bounds_.max_replicas:
+            self.problem(f"{key}.queue_scaling.fallback_replicas", fallback,
+                         f"allowed: between the autoscaler's min_replicas ({bounds_.min_replicas}) and max_replicas "
+                         f"({bounds_.max_replicas})")
+        return QueueScalingSpec(
+            queues=qs.queues or (),
+            pattern=None if qs.queues else _pick(qs.pattern, default_queue_pattern(cfg.name)),
+            per_instance=capacity.decimal_text(
+                capacity.queue_target_per_instance(prefetch, bounds_.max_replicas, qs.queue_depth)),
+            fallback_replicas=fallback,
         )
 
 
@@ -333,13 +369,21 @@ class _Resolver:
         lines = [BudgetLine(client=w.name, max_instances=w.max_instances, pool_max=w.pool.max)
                  for w in workloads if w.database_client]
         budget, derived = capacity.connection_budget(lines, pg_cfg.max_connections)
-        shortfall = capacity.budget_shortfall(budget)
+        _, most = bounds(PostgresConfig, "max_connections")
+        if derived and budget.max_connections > most:
+            self.problem("postgres.max_connections", budget.max_connections,
+                         capacity.derived_beyond_limit(budget, most))
+        shortfall = capacity.budget_shortfall(budget, most)
         if shortfall:
             self.problem("postgres.max_connections", pg_cfg.max_connections, shortfall)
         _check_postgres_image(self, pg_cfg.image, pg_cfg.version)
         replicas = _pick(pg_cfg.replicas, p.postgres_replicas)
         pg_res = self.resources("postgres", "postgres", pg_cfg.resources)
         memory = _postgres_memory(pg_res.limits.memory_mib, budget.max_connections)
+        storage_gib = _pick(pg_cfg.storage_gib, p.storage_gib["postgres"])
+        backup, restore, backup_problems = backups.resolve(self.config, name="postgres", storage_gib=storage_gib,
+                                                           secret_keys=self.secret_keys)
+        self.problems += backup_problems
         return budget, PostgresSpec(
             name="postgres",
             image=pg_cfg.image,
@@ -351,7 +395,7 @@ class _Resolver:
             database=pg_cfg.database,
             user=pg_cfg.user,
             replication_user="replicator",
-            storage_gib=_pick(pg_cfg.storage_gib, p.storage_gib["postgres"]),
+            storage_gib=storage_gib,
             resources=pg_res,
             # A replica bootstrapping with `pg_basebackup -X stream` holds two senders, one once streaming;
             # replicas may bootstrap together, and two spare senders leave room for a manual re-seed.
@@ -361,6 +405,8 @@ class _Resolver:
             effective_cache_size_mib=memory.effective_cache_size_mib,
             maintenance_work_mem_mib=memory.maintenance_work_mem_mib,
             work_mem_kib=memory.work_mem_kib,
+            backup=backup,
+            restore=restore,
         )
 
     def rabbitmq(self) -> RabbitMQSpec:
@@ -378,8 +424,6 @@ class _Resolver:
                                                     mq_cfg.allow_even_nodes)
         if shape_error:
             self.problem("rabbitmq.nodes", nodes, shape_error)
-        if mq_cfg.management_host_port is not None and target != "docker":
-            self.warnings.append("banyan:rabbitmq.management_host_port only applies to target docker; ignored")
         mq_res = self.resources("rabbitmq", "rabbitmq", mq_cfg.resources)
         return RabbitMQSpec(
             name="rabbitmq",
@@ -429,10 +473,7 @@ class _Resolver:
     def nginx(self) -> NginxSpec:
         ng_cfg = self.config.nginx
         ng_instances = _pick(ng_cfg.instances, self.preset.nginx_instances)
-        if self.config.target != "docker" and "publish_address" in ng_cfg.model_fields_set:
-            self.warnings.append("banyan:nginx.publish_address only applies to target docker; ignored "
-                                 "(the Service type decides who reaches Nginx: banyan:nginx.service_type)")
-        elif self.config.target == "docker" and not ipaddress.ip_address(ng_cfg.publish_address).is_loopback:
+        if self.config.target == "docker" and not ipaddress.ip_address(ng_cfg.publish_address).is_loopback:
             self.warnings.append(
                 f"banyan:nginx.publish_address {ng_cfg.publish_address} publishes the platform beyond this host "
                 f"on port {ng_cfg.port}, over plain HTTP; Docker's NAT rules bypass host firewalls (ufw, "
@@ -447,7 +488,8 @@ class _Resolver:
             image=ng_cfg.image,
             public_port=ng_cfg.port,
             publish_address=ng_cfg.publish_address,
-            listen_port=PORTS["nginx"] if self.config.target == "docker" else NGINX_UNPRIVILEGED_PORT,
+            # Docker and Swarm run the official image as it is (a root master binds port 80).
+            listen_port=PORTS["nginx"] if self.config.target in ("docker", "swarm") else NGINX_UNPRIVILEGED_PORT,
             instances=ng_instances,
             keepalive_connections=ng_cfg.keepalive_connections,
             connect_timeout_s=ng_cfg.connect_timeout_s,
@@ -462,6 +504,11 @@ class _PostgresMemory:
     effective_cache_size_mib: int
     maintenance_work_mem_mib: int
     work_mem_kib: int
+
+
+def default_queue_pattern(service: str) -> str:
+    """The guide's queue names, `service.<service>.commands.<Command>` (Competing Consumers), as a regex."""
+    return rf"^service\.{service}\.commands\."
 
 
 def _postgres_memory(memory_mib: int, max_connections: int) -> _PostgresMemory:
@@ -488,10 +535,10 @@ def resolve(config: StackConfig, *, project: str, stack: str,
     rabbitmq, redis, nginx = r.rabbitmq(), r.redis(), r.nginx()
 
     _check_unique_names(r, gateway, services, postgres, rabbitmq, redis, nginx)
-    if r.problems:
-        return None, r.problems
-    k8s = config.kubernetes
-    return PlatformSpec(
+    if config.require_digests:
+        _check_digests(r, config)
+    k8s, monitoring = config.kubernetes, config.monitoring
+    spec = PlatformSpec(
         project=project,
         stack=stack,
         target=config.target,
@@ -503,11 +550,47 @@ def resolve(config: StackConfig, *, project: str, stack: str,
         rabbitmq=rabbitmq,
         redis=redis,
         nginx=nginx,
-        kubernetes=KubernetesSpec(**k8s.model_dump()),
+        kubernetes=KubernetesSpec(
+            namespace=k8s.namespace,
+            kubeconfig=k8s.kubeconfig,
+            context=k8s.context,
+            install_operators=k8s.install_operators,
+            storage_class=k8s.storage_class,
+            cluster_domain=k8s.cluster_domain,
+            dns_service=k8s.dns_service,
+            dns_namespace=k8s.dns_namespace,
+            dns_pod_labels=tuple(sorted(k8s.dns_pod_labels.items())),
+            api_server_cidrs=k8s.api_server_cidrs,
+            install_keda=k8s.install_keda,
+            keda_namespace=k8s.keda_namespace,
+            keda_operator_labels=tuple(sorted(k8s.keda_operator_labels.items())),
+        ),
+        monitoring=monitoring_spec(monitoring, budget),
         budget=budget,
         warnings=tuple(r.warnings),
         preflight=config.preflight,
-    ), []
+        require_digests=config.require_digests,
+        swarm=SwarmSpec(data_placement=config.swarm.data_placement, publish_mode=config.swarm.publish_mode),
+    )
+    # What only the whole spec shows, per target: collisions, the Docker host's size, ignored settings.
+    problems, warnings = checks.whole_spec(config, spec, frozenset(p.key for p in r.problems))
+    if r.problems or problems:
+        return None, r.problems + problems
+    return spec.model_copy(update={"warnings": (*spec.warnings, *warnings)}), []
+
+
+def _check_digests(r: _Resolver, config: StackConfig) -> None:
+    """banyan:require_digests: every image names its bits (`repo:tag@sha256:...`), so no two hosts can run
+    different builds under one tag. Defaults count too: the pins table says which carry a digest."""
+    images = [("gateway.image", config.gateway.image),
+              *((f"services[{i}].image", s.image) for i, s in enumerate(config.services)),
+              ("postgres.image", config.postgres.image), ("rabbitmq.image", config.rabbitmq.image),
+              ("redis.image", config.redis.image), ("nginx.image", config.nginx.image)]
+    for key, ref in images:
+        if parse_image(ref).digest is None:
+            r.problem(key, ref, "banyan:require_digests is true, so the image must carry its digest: "
+                      "`repo:tag@sha256:<digest>` (`docker buildx imagetools inspect <repo:tag>` prints it); "
+                      "allowed: a reference with @sha256:, or require_digests false")
 
 
 def _check_postgres_image(r: _Resolver, image: str, version: int) -> None:
@@ -531,8 +614,12 @@ def _check_unique_names(r: _Resolver, gateway: GatewaySpec, services: tuple[Serv
     parts: list[tuple[str, str, tuple[str, ...]]] = [
         (part.name, part.name, (*part.instance_names, part.name)) for part in (postgres, rabbitmq, redis)
     ]
+    # Redis Cluster's one-shot creation step is a container on the network too (and a tier move makes one).
+    parts.append((redis.name, redis.name, (redis.cluster_create_name,)))
     parts.append(("nginx", nginx.name, nginx.instance_names))
     parts.append(("gateway", gateway.name, gateway.instance_names))
+    if r.config.monitoring.enabled:
+        parts.append(("monitoring.enabled", "true", monitoring_hosts(postgres.instance_names)))
     parts += [(f"services[{i}].name", s.name, (*s.instance_names, s.name)) for i, s in enumerate(services)]
     for key, value, names in parts:
         for host in names:

@@ -108,6 +108,10 @@ def validate_public_ports(args: ResourceValidationArgs, report_violation: Report
     _deliver(rules.check_public_ports(_resource(args), parts), report_violation, args.not_applicable)
 
 
+def validate_swarm_rollout(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    _deliver(rules.check_swarm_rollout(_resource(args)), report_violation, args.not_applicable)
+
+
 def validate_budget(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     percent = args.get_config().get("limitPercent", rules.DEFAULT_BUDGET_PERCENT)
     resources = [rules.Resource(type=r.resource_type, props=plain(r.props), urn=r.urn, name=r.name,
@@ -115,7 +119,21 @@ def validate_budget(args: StackValidationArgs, report_violation: ReportViolation
     _deliver(rules.check_connection_budget(resources, int(percent)), report_violation, args.not_applicable)
 
 
+def validate_digests(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    stacks = _strings(args.get_config(), "stacks", ())
+    resources = [rules.Resource(type=r.resource_type, props=plain(r.props), urn=r.urn, name=r.name,
+                                protect=bool(r.opts.protect)) for r in args.resources]
+    _deliver(rules.check_image_digests(resources, stacks), report_violation, args.not_applicable)
+
+
 POLICIES = [
+    ResourceValidationPolicy(
+        name="banyan-swarm-rollout",
+        description="Every Swarm service waits for convergence, rolls a failed update back and restarts failed "
+                    "tasks.",
+        validate=validate_swarm_rollout,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    ),
     ResourceValidationPolicy(
         name="banyan-pinned-images",
         description="Images are pinned to a version tag (optionally a digest): never `latest`, never untagged.",
@@ -160,6 +178,16 @@ POLICIES = [
         config_schema=PolicyConfigSchema(properties={
             "limitPercent": {"type": "integer", "minimum": 1, "maximum": 100,
                              "default": rules.DEFAULT_BUDGET_PERCENT},
+        }),
+    ),
+    StackValidationPolicy(
+        name="banyan-image-digests",
+        description="In a stack that sets banyan:require_digests (or that the pack's `stacks` config names), "
+                    "every image carries an @sha256: digest.",
+        validate=validate_digests,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PolicyConfigSchema(properties={
+            "stacks": {"type": "array", "items": {"type": "string"}, "default": []},
         }),
     ),
 ]

@@ -13,13 +13,14 @@ sentinels (below); a rule never guesses past one: it reports what it could not s
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.images import parse_image
+from model.images import REQUIRE_DIGESTS_PROP, parse_image
 from model.stateful import CNPG_GROUP, RABBITMQ_GROUP, is_stateful_type, kubernetes_kind
 
 # Pulumi's wire sentinels for values not known during a preview (one per kind: bool, number, string,
@@ -35,6 +36,8 @@ UNKNOWN_VALUES = frozenset({
 })
 
 DOCKER_CONTAINER = "docker:index/container:Container"
+DOCKER_SERVICE = "docker:index/service:Service"
+DOCKER_SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 DOCKER_REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 
 # Kubernetes kinds whose pods come from a pod template, and where that template's pod spec sits.
@@ -207,27 +210,72 @@ def _check_image(subject: Resource, ref: Any, where: str, out: Report, *, option
         out.violation(f"{_where(subject)}: {where}: {problem}; pin a version tag (optionally with an @sha256: digest)")
 
 
-def check_image_pinned(resource: Resource) -> Report:
-    """No `latest` or untagged image on Docker containers and images, Kubernetes pod templates, and the
-    CloudNativePG / RabbitMQ operator clusters (whose image, when set, is the database's own)."""
-    out = Report()
+def image_refs(resource: Resource) -> Iterator[tuple[str, Any, bool]]:
+    """(where, reference, optional) of every image the resource names: Docker containers and images,
+    Kubernetes pod templates, and the CloudNativePG / RabbitMQ operator clusters (whose image, when set, is the
+    database's own). `optional`: the field may be left to an operator."""
     props = resource.props
     if resource.type == DOCKER_CONTAINER:
-        _check_image(resource, props.get("image"), "image", out)
+        yield "image", props.get("image"), False
+    elif resource.type == DOCKER_SERVICE:
+        yield "taskSpec.containerSpec.image", dig(props, ("taskSpec", "containerSpec", "image")), False
     elif resource.type == DOCKER_REMOTE_IMAGE:
-        _check_image(resource, props.get("name"), "name", out)
+        yield "name", props.get("name"), False
     kind = kubernetes_kind(resource.type)
     if kind == (CNPG_GROUP, "Cluster"):
         # Unset, the operator runs its own pinned default for its version.
-        _check_image(resource, dig(props, ("spec", "imageName")), "spec.imageName", out, optional=True)
+        yield "spec.imageName", dig(props, ("spec", "imageName")), True
     elif kind == (RABBITMQ_GROUP, "RabbitmqCluster"):
-        _check_image(resource, dig(props, ("spec", "image")), "spec.image", out, optional=True)
+        yield "spec.image", dig(props, ("spec", "image")), True
     for path, pod_spec, complete in pod_specs(resource):
         if is_unknown(pod_spec.get("containers")):
-            out.unknown.append(f"{_where(resource)}: {path}.containers")
+            yield f"{path}.containers", pod_spec.get("containers"), False
+            continue
         for where, container in containers(pod_spec):
             image = container.get("image") if isinstance(container, Mapping) else None
-            _check_image(resource, image, f"{path}.{where}.image", out, optional=not complete)
+            yield f"{path}.{where}.image", image, not complete
+
+
+def check_image_pinned(resource: Resource) -> Report:
+    """No `latest` or untagged image anywhere `image_refs` looks."""
+    out = Report()
+    for where, ref, optional in image_refs(resource):
+        _check_image(resource, ref, where, out, optional=optional)
+    return out
+
+
+def digests_required(resources: Sequence[Resource], stacks: Sequence[str] = ()) -> bool:
+    """The stack asked for digests (banyan:require_digests marks its root component), or the pack's config
+    names the stack."""
+    return any(r.props.get(REQUIRE_DIGESTS_PROP) is True or (bool(stacks) and stack_of(r.urn) in stacks)
+               for r in resources)
+
+
+def check_image_digests(resources: Sequence[Resource], stacks: Sequence[str] = ()) -> Report:
+    """Where digests are required (`digests_required`), every image reference carries `@sha256:` (or is an image
+    id): a tag alone can name other bits on another host, or tomorrow."""
+    out = Report()
+    if not digests_required(resources, stacks):
+        out.not_applicable = ("the stack does not set banyan:require_digests and the pack's config does not "
+                              "name it")
+        return out
+    for resource in resources:
+        for where, ref, optional in image_refs(resource):
+            if ref is None and optional:
+                continue
+            if is_unknown(ref):
+                out.unknown.append(f"{_where(resource)}: {where}")
+                continue
+            if isinstance(ref, str) and ref.strip().startswith("sha256:"):
+                continue
+            try:
+                digest = parse_image(str(ref).strip()).digest
+            except ValueError as exc:
+                out.violation(f"{_where(resource)}: {where}: {exc}", resource.urn or None)
+                continue
+            if digest is None:
+                out.violation(f"{_where(resource)}: {where}: image {ref!r} has no digest; digests are required in "
+                              "this stack: pin it as repo:tag@sha256:<digest>", resource.urn or None)
     return out
 
 
@@ -277,6 +325,19 @@ def check_resource_limits(resource: Resource) -> Report:
             out.unknown.append(f"{who}: cpus / cpuQuota")
         else:
             out.violation(f"{who}: no CPU limit (`cpus` or `cpuQuota`)")
+        return out
+    if resource.type == DOCKER_SERVICE:
+        # Swarm: taskSpec.resources.limits, per task.
+        limits = dig(props, ("taskSpec", "resources", "limits"))
+        if is_unknown(limits):
+            out.unknown.append(f"{who}: taskSpec.resources.limits")
+            return out
+        for key, what in (("memoryBytes", "memory"), ("nanoCpus", "CPU")):
+            value = _positive(_mapping(limits).get(key))
+            if value is None:
+                out.unknown.append(f"{who}: taskSpec.resources.limits.{key}")
+            elif not value:
+                out.violation(f"{who}: no {what} limit (taskSpec.resources.limits.{key})")
         return out
     kind = kubernetes_kind(resource.type)
     if kind in ((CNPG_GROUP, "Cluster"), (RABBITMQ_GROUP, "RabbitmqCluster")):
@@ -342,6 +403,16 @@ def check_public_ports(resource: Resource, public_parts: Sequence[str] = DEFAULT
     if _exempt(props, public_parts):
         return out
     who = _where(resource)
+    if resource.type == DOCKER_SERVICE:
+        # Swarm publishes on every interface of every node (routing mesh or host mode alike): no loopback.
+        ports = dig(props, ("endpointSpec", "ports"))
+        if is_unknown(ports):
+            out.unknown.append(f"{who}: endpointSpec.ports")
+        for port in _items(ports):
+            if isinstance(port, Mapping):
+                out.violation(f"{who}: port {_num(port.get('targetPort'))} is published on every node's "
+                              f"addresses as {_num(port.get('publishedPort'))}; only the load balancer may be")
+        return out
     if resource.type == DOCKER_CONTAINER:
         ports = props.get("ports")
         if is_unknown(ports):
@@ -484,6 +555,28 @@ def _docker_server(resource: Resource) -> Server:
     return Server(name, POSTGRES_DEFAULT_MAX_CONNECTIONS, resource.urn, "PostgreSQL's default (nothing sets it)")
 
 
+def _swarm_server(resource: Resource, configs: Mapping[str, Any]) -> Server | None:
+    """A Swarm service running PostgreSQL (it mounts a postgresql.conf config, or names max_connections on its
+    command line), with the max_connections its files set; None for any other service."""
+    spec = _mapping(dig(resource.props, ("taskSpec", "containerSpec")))
+    name = str(resource.props.get("name") or resource.name)
+    from_command = _command_max_connections([*_items(spec.get("commands")), *_items(spec.get("args"))])
+    if from_command is not None:
+        return Server(name, from_command, resource.urn, "-c max_connections on its command line")
+    for ref in _items(spec.get("configs")):
+        if isinstance(ref, Mapping) and str(ref.get("fileName", "")).endswith("/postgresql.conf"):
+            data = configs.get(str(ref.get("configName")))
+            try:
+                content = base64.b64decode(data).decode() if isinstance(data, str) else ""
+            except ValueError:
+                content = ""
+            values = _CONF_MAX_CONNECTIONS.findall(content)
+            if values:
+                return Server(name, int(values[-1]), resource.urn, f"max_connections in {ref.get('fileName')}")
+            return Server(name, POSTGRES_DEFAULT_MAX_CONNECTIONS, resource.urn, "PostgreSQL's default")
+    return None
+
+
 def _pooler_server_connections(props: Mapping[str, Any]) -> int | None:
     """Server connections one Pooler may open: instances x (default_pool_size + reserve_pool_size),
     capped by max_db_connections (one user and database behind the pooler, as the platform has)."""
@@ -517,6 +610,9 @@ class Budget:
         return sum(c.connections for c in self.clients)
 
 
+KEDA_DEFAULT_MAX_REPLICAS = 100  # a ScaledObject without maxReplicaCount (KEDA's defaultHPAMaxReplicas)
+
+
 def read_budget(resources: Sequence[Resource]) -> Budget:
     """The servers, clients and poolers `check_connection_budget` judges (see there for where each
     number comes from)."""
@@ -528,10 +624,32 @@ def read_budget(resources: Sequence[Resource]) -> Budget:
     workloads: list[Resource] = []
     # Docker: one container per instance, counted per part (`user-service-1`, `-2`, ... are user-service).
     docker_clients: dict[tuple[str, int], int] = {}
+    # Swarm: the configs services mount, by name (a service names the configs it mounts).
+    swarm_configs = {str(r.props.get("name")): r.props.get("data")
+                     for r in resources if r.type == DOCKER_SERVICE_CONFIG}
     for r in resources:
         props = r.props
         kind = kubernetes_kind(r.type)
-        if r.type == DOCKER_CONTAINER:
+        if r.type == DOCKER_SERVICE:
+            server = _swarm_server(r, swarm_configs)
+            if server is not None:
+                servers.append(server)
+                continue
+            env = dig(props, ("taskSpec", "containerSpec", "env"))
+            replicas = dig(props, ("mode", "replicated", "replicas"))
+            name = str(props.get("name") or r.name)
+            if is_unknown(env) or is_unknown(replicas):
+                out.unknown.append(f"{name}: taskSpec.containerSpec.env / mode.replicated.replicas")
+                continue
+            pool_max = _mapping(env).get(POOL_MAX_ENV)
+            if pool_max is None:
+                continue
+            if _int(pool_max) is None:
+                out.violation(f"{name}: {POOL_MAX_ENV}={pool_max!r} is not a whole number", r.urn)
+                continue
+            part = (_labels(props).get("banyan.part") or name, _int(pool_max) or 0)
+            docker_clients[part] = docker_clients.get(part, 0) + (1 if replicas is None else _int(replicas) or 0)
+        elif r.type == DOCKER_CONTAINER:
             if _is_postgres_container(props):
                 servers.append(_docker_server(r))
                 continue
@@ -569,6 +687,13 @@ def read_budget(resources: Sequence[Resource]) -> Budget:
             target = _mapping(dig(props, ("spec", "scaleTargetRef")))
             key = (dig(props, ("metadata", "namespace")), str(target.get("kind")), str(target.get("name")))
             autoscaled[key] = dig(props, ("spec", "maxReplicas"))
+        elif kind == ("keda.sh", "ScaledObject"):
+            # KEDA makes its own HPA from this: its maxReplicaCount (KEDA's default 100) bounds the Deployment.
+            target = _mapping(dig(props, ("spec", "scaleTargetRef")))
+            key = (dig(props, ("metadata", "namespace")), str(target.get("kind") or "Deployment"),
+                   str(target.get("name")))
+            found = dig(props, ("spec", "maxReplicaCount"))
+            autoscaled[key] = KEDA_DEFAULT_MAX_REPLICAS if found is None else found
         elif kind is not None:
             workloads.append(r)
     clients += [Client(part, count, pool_max) for (part, pool_max), count in sorted(docker_clients.items())]
@@ -586,7 +711,8 @@ def check_connection_budget(resources: Sequence[Resource], limit_percent: int = 
       command line, else the uploaded postgresql.conf, else PostgreSQL's default 100); CloudNativePG
       Clusters (`spec.postgresql.parameters.max_connections`, else 100);
     - clients: every container with a `DATABASE_POOL_MAX` environment variable. Docker: one instance per
-      container. Kubernetes: the workload's HorizontalPodAutoscaler `maxReplicas`, else `spec.replicas`,
+      container. Kubernetes: the workload's HorizontalPodAutoscaler `maxReplicas` (or KEDA ScaledObject
+      `maxReplicaCount`), else `spec.replicas`,
       else 1; a pool max from `valueFrom` (a Secret or ConfigMap) cannot be read and is reported unknown;
     - poolers: CloudNativePG Poolers, instances x their PgBouncer server pool.
     Which server a client talks to is in its (secret) DATABASE_URL, so every client is counted against
@@ -649,3 +775,34 @@ def _kubernetes_clients(resource: Resource, autoscaled: Mapping[tuple[Any, str, 
             continue
         found.append(Client(name, _int(instances) or 0, pool_total))
     return found
+
+
+# ---- Swarm services: converge, roll back ---------------------------------------------------------------------
+
+
+def check_swarm_rollout(resource: Resource) -> Report:
+    """Every Swarm service waits for convergence (`convergeConfig`: without it `pulumi up` returns as soon as Swarm
+    accepted the spec), rolls a failed update back (`updateConfig.failureAction: rollback`: Swarm's default pauses
+    it, old and new tasks side by side) and restarts failed tasks (`taskSpec.restartPolicy.condition`)."""
+    out = Report()
+    if resource.type != DOCKER_SERVICE:
+        return out
+    props, who = resource.props, _where(resource)
+    converge = props.get("convergeConfig")
+    if is_unknown(converge):
+        out.unknown.append(f"{who}: convergeConfig")
+    elif not isinstance(converge, Mapping):
+        out.violation(f"{who}: no convergeConfig: `pulumi up` would not wait for the service's tasks to run")
+    action = dig(props, ("updateConfig", "failureAction"))
+    if is_unknown(action):
+        out.unknown.append(f"{who}: updateConfig.failureAction")
+    elif action != "rollback":
+        out.violation(f"{who}: updateConfig.failureAction is {action or 'unset (pause)'}; a failed update must roll "
+                      "back (`rollback`)")
+    condition = dig(props, ("taskSpec", "restartPolicy", "condition"))
+    if is_unknown(condition):
+        out.unknown.append(f"{who}: taskSpec.restartPolicy.condition")
+    elif condition not in ("on-failure", "any"):
+        out.violation(f"{who}: taskSpec.restartPolicy.condition is {condition or 'unset'}; failed tasks must be "
+                      "restarted (`on-failure`)")
+    return out

@@ -3,12 +3,12 @@ the stack's target (Docker: components/nginx/docker.py; Kubernetes: components/n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 
-from components.nginx import docker, kubernetes
-from components.target import KubernetesTarget, Target
+from components.nginx import docker, kubernetes, swarm
+from components.target import KubernetesTarget, SwarmTarget, Target
 from model.spec import NginxSpec
 
 TYPE = "banyan:index:NginxLoadBalancer"
@@ -40,17 +40,25 @@ class NginxLoadBalancer(pulumi.ComponentResource):
         upstream_port: int,
         target: Target,
         peers: int | None = None,
+        metrics_log: str | None = None,
+        labels: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`peers`: how many gateways the upstream names stand for (Kubernetes: one headless name)."""
+        """`peers`: how many gateways the upstream names stand for (Kubernetes: one headless name). Docker:
+        `metrics_log` is a second access_log destination (the monitoring part's), `labels` the container's own."""
         super().__init__(TYPE, name, None, opts)
         self.upstreams = list(upstreams)
         if isinstance(target, KubernetesTarget):
             built = kubernetes.build(self, name, spec, upstreams=upstreams, upstream_port=upstream_port,
                                      peers=peers or len(upstreams), target=target)
+        elif isinstance(target, SwarmTarget):
+            built = swarm.build(self, name, spec, upstreams=upstreams, upstream_port=upstream_port,
+                                peers=peers or len(upstreams),
+                                depends_on=_resources(opts.depends_on if opts else None), target=target)
         else:
             built = docker.build(self, name, spec, upstreams=upstreams, upstream_port=upstream_port,
-                                 depends_on=_resources(opts.depends_on if opts else None), target=target)
+                                 depends_on=_resources(opts.depends_on if opts else None), target=target,
+                                 metrics_log=metrics_log, labels=labels)
         assert built.url is not None, "both builders give the public URL"
         self.public_url = built.url
         self.wait_on = built.wait_on

@@ -34,11 +34,24 @@ CLIENT_MAX_BODY_SIZE = "10m"
 # Docker's embedded DNS answers with a TTL of 600 s: re-resolve far sooner, so a gateway container
 # that was replaced (and got a new address) receives traffic again within seconds.
 RESOLVER_VALID_S = 10
+# Kubernetes: how long a pod that is going away keeps serving (its preStop sleep) after it left its Service's
+# endpoints. Nginx finds a gateway pod gone when it next re-resolves the headless Service (RESOLVER_VALID_S),
+# and the cluster DNS may still answer from its cache until the record's TTL runs out (CoreDNS's kubernetes
+# plugin: 5 s by default). Load balancers and kube-proxy take Nginx's own pods out of rotation in about as long.
+CLUSTER_DNS_TTL_S = 5
+DRAIN_DELAY_S = RESOLVER_VALID_S + CLUSTER_DNS_TTL_S
 # Where an unprivileged nginx (not root: Kubernetes under Pod Security "restricted") keeps its pid file and
 # temp files: the official image's compiled-in paths (/var/run/nginx.pid, /var/cache/nginx/*_temp) belong
 # to root, and its root filesystem is read-only there. The same paths nginxinc/nginx-unprivileged uses.
 UNPRIVILEGED_RUN_DIR = "/tmp"
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+# The access log line (log_format banyan), in its quoted parts; components/monitoring parses it (mtail).
+LOG_FORMAT = (
+    "'$remote_addr [$time_local] \"$request\" $status $body_bytes_sent '",
+    "'rt=$request_time ua=\"$upstream_addr\" us=\"$upstream_status\" '",
+    "'urt=\"$upstream_response_time\" rid=$http_x_request_id'",
+)
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
@@ -88,6 +101,7 @@ def render_nginx_conf(
     resolver: str | None = None,
     peers: int | None = None,
     unprivileged: bool = False,
+    metrics_log: str | None = None,
 ) -> str:
     """A complete nginx.conf balancing over exactly `upstreams` (in the given order) on `upstream_port`.
 
@@ -98,6 +112,8 @@ def render_nginx_conf(
 
     `unprivileged` is for a master process that is not root: the pid file and every temp path move to
     UNPRIVILEGED_RUN_DIR (which must be writable), and `spec.listen_port` must be one it may bind (>= 1024).
+
+    `metrics_log` is a second access_log destination in the same format (the monitoring part's syslog target).
     """
     _check(upstreams, upstream_port)
     if unprivileged and spec.listen_port < 1024:
@@ -142,12 +158,17 @@ def render_nginx_conf(
         "http {",
         "    server_tokens off;",
         "    default_type application/octet-stream;",
-        "    log_format banyan '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent '",
-        "                      'rt=$request_time ua=\"$upstream_addr\" us=\"$upstream_status\" '",
-        "                      'urt=\"$upstream_response_time\" rid=$http_x_request_id';",
+        f"    log_format banyan {LOG_FORMAT[0]}",
+        *(f"                      {part}" for part in LOG_FORMAT[1:-1]),
+        f"                      {LOG_FORMAT[-1]};",
+        # The same line, newline-terminated: mtail splits what it receives into lines, and nginx's syslog
+        # datagrams end without one.
+        *([f"    log_format banyan_metrics {' '.join(LOG_FORMAT)} '\\n';"] if metrics_log else []),
         # Buffered: one write per 64 KiB or per second instead of one per request (measured in benchmarks/:
         # about 10 % of the edge's throughput). A crash can lose up to a second of access log.
         "    access_log /dev/stdout banyan buffer=64k flush=1s;",
+        # The monitoring part's copy (mtail, components/monitoring): one datagram per request, never buffered.
+        *([f"    access_log {metrics_log} banyan_metrics;"] if metrics_log else []),
         "",
         *temp_lines,
         "    keepalive_timeout 65s;",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 
@@ -18,9 +18,11 @@ DOCKER_DNS = "127.0.0.11"
 
 
 def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Sequence[str], upstream_port: int,
-          depends_on: Sequence[pulumi.Resource], target: DockerTarget) -> Built:
-    """One container (a host port can be published once), started after `depends_on` (the gateways)."""
-    conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=DOCKER_DNS)
+          depends_on: Sequence[pulumi.Resource], target: DockerTarget, metrics_log: str | None = None,
+          labels: Mapping[str, str] | None = None) -> Built:
+    """One container (a host port can be published once), started after `depends_on` (the gateways and, with the
+    monitoring part, mtail). `metrics_log`: a second access_log destination; `labels`: the container's own."""
+    conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=DOCKER_DNS, metrics_log=metrics_log)
     instance = spec.instance_names[0]
     container = docker_common.container(
         f"{name}-container",
@@ -39,6 +41,7 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
         depends_on=list(depends_on),
         # Docker's SIGKILL must come after nginx's own bound on a graceful stop.
         stop_timeout_s=SHUTDOWN_TIMEOUT_S + 5,
+        labels=labels,
     )
     return Built(hosts=[instance], port=spec.public_port, wait_on=[container],
                  url=f"http://localhost:{spec.public_port}")

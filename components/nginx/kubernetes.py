@@ -9,15 +9,21 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s_common as kc
-from components.nginx.config import HEALTH_PATH, SHUTDOWN_TIMEOUT_S, UNPRIVILEGED_RUN_DIR, render_nginx_conf
+from components.nginx.config import (
+    DRAIN_DELAY_S,
+    HEALTH_PATH,
+    SHUTDOWN_TIMEOUT_S,
+    UNPRIVILEGED_RUN_DIR,
+    render_nginx_conf,
+)
 from components.seam import Built
 from components.target import KubernetesTarget
 from model.spec import NginxSpec
 
 PART = "nginx"
 CONF_DIR = "/etc/nginx"
-# Cluster DNS, by name: nginx resolves it at start; `resolve` upstreams then follow the gateway pods.
-CLUSTER_DNS = "kube-dns.kube-system.svc.cluster.local"
+# The cluster DNS (banyan:kubernetes.dns_service, dns_namespace, cluster_domain), by name: nginx resolves it at
+# start; `resolve` upstreams then follow the gateway pods.
 # The nginx user and group of the official image (docker-library/nginx, Debian and Alpine: uid 101, gid 101),
 # and of nginxinc/nginx-unprivileged (which already runs as 101 and listens on 8080). The master runs as it
 # from the start, not as root: it needs no capability, as it listens on an unprivileged port
@@ -34,15 +40,22 @@ TMP_SIZE = "256Mi"
 def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Sequence[str], upstream_port: int,
           peers: int, target: KubernetesTarget) -> Built:
     """The public URL is an Output: a LoadBalancer's address is only known once provisioned."""
-    conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=CLUSTER_DNS, peers=peers, unprivileged=True)
+    conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=target.spec.kubernetes.dns_host, peers=peers,
+                             unprivileged=True)
     # Named after its content: a new config is a new ConfigMap, and the Deployment's template change rolls the
     # pods onto it, while running pods keep the old one until they are replaced (never deleted under them).
     conf_name = f"nginx-conf-{hashlib.sha256(conf.encode()).hexdigest()[:10]}"
     config = kc.config_map(f"{name}-conf", target=target, part=PART, parent=parent, object_name=conf_name,
                            data={"nginx.conf": conf})
-    probe = k8s.core.v1.ProbeArgs(
+    # Both probes ask nginx itself (HEALTH_PATH checks no gateway): readiness soon, liveness only after a
+    # minute of silence, so a busy nginx is taken out of rotation rather than restarted.
+    ready = k8s.core.v1.ProbeArgs(
         http_get=k8s.core.v1.HTTPGetActionArgs(path=HEALTH_PATH, port="http"),
         period_seconds=5, timeout_seconds=2, failure_threshold=3,
+    )
+    alive = k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=HEALTH_PATH, port="http"),
+        period_seconds=10, timeout_seconds=5, failure_threshold=6,
     )
     deployment = k8s.apps.v1.Deployment(
         f"{name}-deployment",
@@ -59,7 +72,8 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                 spec=k8s.core.v1.PodSpecArgs(
                     automount_service_account_token=False,
                     security_context=kc.pod_security_context(IMAGE_UID, IMAGE_GID),
-                    termination_grace_period_seconds=SHUTDOWN_TIMEOUT_S + 5,
+                    # The drain delay, then nginx's graceful stop, then a margin before the kill.
+                    termination_grace_period_seconds=DRAIN_DELAY_S + SHUTDOWN_TIMEOUT_S + 5,
                     topology_spread_constraints=kc.spread(target, PART),
                     containers=[
                         k8s.core.v1.ContainerArgs(
@@ -68,8 +82,9 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.listen_port,
                                                                  protocol="TCP")],
                             resources=kc.resources(spec.resources),
-                            readiness_probe=probe,
-                            liveness_probe=probe,
+                            readiness_probe=ready,
+                            liveness_probe=alive,
+                            lifecycle=kc.drain_delay(DRAIN_DELAY_S),
                             # Non-root from the start (see IMAGE_UID): no capability at all, a read-only root.
                             security_context=kc.restricted_security_context(read_only_root=True),
                             volume_mounts=[
@@ -92,6 +107,10 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
     )
     service = kc.service(f"{name}-service", target=target, part=PART, parent=parent, object_name=PART,
                          service_type=spec.service_type,
+                         # Straight to a node's own Nginx pods, never forwarded by another node (which would
+                         # replace the client's address with its own): the gateways see, and rate-limit by,
+                         # the client. The load balancer health-checks each node for local Nginx pods.
+                         external_traffic_policy="Local" if spec.service_type != "ClusterIP" else None,
                          ports=[kc.Port("http", spec.public_port, spec.listen_port)])
     created: list[pulumi.Resource] = [config, deployment, service]
     if spec.instances > 1:
@@ -103,7 +122,7 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
 def public_url(service: k8s.core.v1.Service, spec: NginxSpec, target: KubernetesTarget) -> pulumi.Output[str]:
     """Where clients reach the platform: the load balancer's address once the cloud has assigned it
     (`pulumi up` waits for it), any node's NodePort, or the in-cluster name for ClusterIP."""
-    in_cluster = f"http://{PART}.{target.namespace_name}.svc.cluster.local:{spec.public_port}"
+    in_cluster = f"http://{target.spec.kubernetes.service_host(PART)}:{spec.public_port}"
     if spec.service_type == "LoadBalancer":
         def address(status: k8s.core.v1.outputs.ServiceStatus | None) -> str:
             ingress = (status.load_balancer.ingress or []) if status and status.load_balancer else []

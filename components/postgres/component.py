@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pulumi
 
-from components.postgres import docker, kubernetes
+from components.postgres import docker, kubernetes, swarm
 from components.secrets import PostgresPasswords
-from components.target import KubernetesTarget, Target, require_target
+from components.target import KubernetesTarget, SwarmTarget, Target, require_target
 from model.spec import PostgresSpec
 
 TYPE = "banyan:index:PostgresCluster"
@@ -40,6 +40,8 @@ class PostgresCluster(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         if isinstance(target, KubernetesTarget):
             built = kubernetes.build(self, name, spec, passwords=passwords, target=target)
+        elif isinstance(target, SwarmTarget):
+            built = swarm.build(self, name, spec, passwords=passwords, target=target)
         else:
             built = docker.build(self, name, spec, passwords=passwords, target=target)
         self.primary_host, *self.replica_hosts = built.hosts

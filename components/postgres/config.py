@@ -15,6 +15,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from components.postgres.backup import PGBACKREST_CONF, BackupPaths, archive_settings, restore_options
 from components.shell import drop_privileges
 from model.spec import PostgresSpec
 
@@ -55,6 +56,12 @@ class DataLayout:
 
     mount: str
     pgdata: str
+
+
+def backup_paths(spec: PostgresSpec) -> BackupPaths:
+    """Where the primary's volume holds what the backup container shares (socket, archive queue)."""
+    layout = data_layout(spec.version)
+    return BackupPaths(mount=layout.mount, pgdata=layout.pgdata)
 
 
 def data_layout(version: int) -> DataLayout:
@@ -126,7 +133,7 @@ def render_postgresql_conf(spec: PostgresSpec, replica: int | None = None) -> st
         "listen_addresses = '*'",
         f"port = {spec.port}",
         f"max_connections = {spec.max_connections}",
-        f"unix_socket_directories = {_literal(SOCKET_DIR)}",
+        f"unix_socket_directories = {_literal(_socket_dirs(spec))}",
         "password_encryption = 'scram-sha-256'",
         "",
         "# Memory, derived from the instance's memory limit and max_connections",
@@ -145,6 +152,7 @@ def render_postgresql_conf(spec: PostgresSpec, replica: int | None = None) -> st
         "hot_standby_feedback = on",
         f"cluster_name = {_literal(instance_name(spec, replica))}",
         "",
+        *(archive_settings(spec, backup_paths(spec)) if spec.backup is not None else []),
         "# Logging to stderr, collected by the container runtime",
         "logging_collector = off",
         "log_destination = 'stderr'",
@@ -164,6 +172,13 @@ def render_postgresql_conf(spec: PostgresSpec, replica: int | None = None) -> st
         "",
     ]
     return "\n".join(lines)
+
+
+def _socket_dirs(spec: PostgresSpec) -> str:
+    """The image's socket directory; with backups, a second one on the data volume the backup container shares."""
+    if spec.backup is None:
+        return SOCKET_DIR
+    return f"{SOCKET_DIR}, {backup_paths(spec).socket_dir}"
 
 
 def render_pg_hba_conf(spec: PostgresSpec) -> str:
@@ -274,6 +289,13 @@ def render_entrypoint(spec: PostgresSpec, replica: int | None = None) -> str:
             "probe_user": spec.user,
             "probe_db": spec.database,
         }
+    if spec.backup is not None:
+        paths = backup_paths(spec)
+        values |= {"pgbackrest_conf": PGBACKREST_CONF, "backup_socket_dir": paths.socket_dir, "spool": paths.spool}
+    if spec.restore is not None:
+        values |= {"restore_stanza": spec.restore.source_server, "restore_id": spec.restore.restore_id,
+                   "restore_target": spec.restore.target_time or "latest",
+                   "over_existing": "yes" if spec.restore.over_existing_data else ""}
     required = [("PGDATA", "must name the data directory"), ("PGPORT", "must name the port")]
     if replica is None:
         required.append((APP_PASSWORD_ENV, "must hold the password of the application role"))
@@ -295,7 +317,7 @@ if ! command -v initdb >/dev/null 2>&1 && [ -x "/usr/lib/postgresql/$version/bin
 	PATH="/usr/lib/postgresql/$version/bin:$PATH"
 	export PATH
 fi
-for tool in initdb pg_ctl postgres psql; do
+for tool in initdb pg_ctl postgres psql{" pgbackrest" if spec.backup is not None else ""}; do
 	command -v "$tool" >/dev/null 2>&1 || {{ log "no $tool of PostgreSQL $version on PATH"; exit 1; }}
 done
 
@@ -311,7 +333,7 @@ own() {{
 staging="$(dirname "$PGDATA")/$role.partial"
 mkdir -p "$(dirname "$PGDATA")" "$socket_dir"
 own "$(dirname "$PGDATA")" "$socket_dir"
-chmod 3775 "$socket_dir" 2>/dev/null || :
+{_backup_dirs(spec)}chmod 3775 "$socket_dir" 2>/dev/null || :
 if [ -d "$PGDATA" ] && [ "$(id -u)" = 0 ]; then
 	find "$PGDATA" ! -user postgres -exec chown postgres:postgres {{}} +
 fi
@@ -358,9 +380,7 @@ reconcile() {{
 	as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >&2
 }}
 
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-	init
-fi
+{_primary_start(spec)}
 reconcile "$@"
 log "reconciled; starting"
 unset {REPLICATION_PASSWORD_ENV}
@@ -421,13 +441,104 @@ seed() {{
 # libpq would copy a PGPASSWORD into primary_conninfo; the passfile is the only password source.
 unset PGPASSWORD
 write_passfile
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-	seed
-fi
+{_replica_start(spec)}
 # The server and its children never need the password in their environment: the passfile has it.
 unset {REPLICATION_PASSWORD_ENV}
 exec $drop postgres "$@"
 """
+
+
+def _backup_dirs(spec: PostgresSpec) -> str:
+    """With backups: the socket directory the backup container shares, and pgBackRest's archive queue."""
+    if spec.backup is None:
+        return ""
+    return """# Shared with the backup container (its socket), and pgBackRest's asynchronous archive queue.
+mkdir -p "$backup_socket_dir" "$spool"
+own "$backup_socket_dir" "$spool"
+chmod 0700 "$spool"
+"""
+
+
+def _primary_start(spec: PostgresSpec) -> str:
+    """Initialise an empty data directory; with a restore, fill it from the backup repository instead."""
+    if spec.restore is None:
+        return """if [ ! -s "$PGDATA/PG_VERSION" ]; then
+	init
+fi"""
+    target = shlex.join(restore_options(spec.restore))
+    return f"""# A restore from the backup repository instead of initdb: into an empty data directory, or
+# (over_existing_data) over one that this restore has not filled yet, moved aside beside it first, never deleted.
+marker="$(dirname "$PGDATA")/restored-$restore_id"
+if [ -n "$over_existing" ] && [ -s "$PGDATA/PG_VERSION" ] && [ ! -e "$marker" ]; then
+	aside="$(dirname "$PGDATA")/pgdata.before-restore-$restore_id"
+	if [ -e "$aside" ]; then
+		log "$aside exists; move it away before restoring again"
+		exit 1
+	fi
+	log "moving the existing data aside to $aside before restoring (over_existing_data)"
+	mv "$PGDATA" "$aside"
+fi
+if [ -s "$PGDATA/PG_VERSION" ] && [ ! -e "$marker" ]; then
+	log "$PGDATA holds data this restore did not write; refusing to start on it as if restored. Set"
+	log "banyan:postgres.restore.over_existing_data true to replace it, or banyan:postgres.restore.enabled false"
+	exit 1
+fi
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+	refuse_foreign_files
+	rm -rf "$staging"
+	mkdir -m 0700 "$staging"
+	own "$staging"
+	log "restoring $PGDATA from stanza $restore_stanza (target: $restore_target)"
+	restore_command="pgbackrest --config=$pgbackrest_conf --stanza=$restore_stanza --archive-async=n"
+	restore_command="$restore_command archive-get %f \\"%p\\""
+	as_postgres pgbackrest --config="$pgbackrest_conf" --stanza="$restore_stanza" --pg1-path="$staging" \\
+		{target} \\
+		--recovery-option="restore_command=$restore_command" \\
+		restore >&2
+	# Written before the rename: from here on this data directory is this restore's (an interrupted recovery
+	# resumes below), and no later start mistakes it for data the restore did not write.
+	touch "$marker"
+	own "$marker"
+	move_into_place
+fi
+# Recovery runs to its target before anything else (interrupted, it resumes here): without hot standby the server
+# accepts a connection only once it has promoted itself, which is what pg_ctl waits for.
+if [ -e "$PGDATA/recovery.signal" ]; then
+	log "recovering to $restore_target"
+	as_postgres pg_ctl -D "$PGDATA" -w -t {TEMP_SERVER_TIMEOUT_S} \\
+		-o "$* -c listen_addresses='' -c hot_standby=off" start >&2
+	# pg_ctl counts a standby as started; connections are accepted once recovery has ended and it promoted.
+	until [ "$(as_postgres psql -X -A -t -q -w -h "$socket_dir" -p "$PGPORT" -U "$superuser" -d postgres \\
+			-c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do
+		if ! as_postgres pg_ctl -D "$PGDATA" status >/dev/null 2>&1; then
+			log "the server stopped while recovering"
+			exit 1
+		fi
+		sleep 1
+	done
+	as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >&2
+	log "recovered; the server is on a new timeline"
+fi"""
+
+
+def _replica_start(spec: PostgresSpec) -> str:
+    """Seed an empty data directory; after a restore over existing data, drop the replica's old copy first."""
+    seed = """if [ ! -s "$PGDATA/PG_VERSION" ]; then
+	seed
+fi"""
+    if spec.restore is None or not spec.restore.over_existing_data:
+        return seed
+    return """# The primary was restored over its data (a new timeline): a copy of the old one cannot follow it.
+marker="$(dirname "$PGDATA")/restored-$restore_id"
+if [ -s "$PGDATA/PG_VERSION" ] && [ ! -e "$marker" ]; then
+	log "the primary was restored (over_existing_data): dropping this replica's copy to seed again"
+	rm -rf "$PGDATA"
+fi
+""" + seed + """
+if [ ! -e "$marker" ]; then
+	touch "$marker"
+	own "$marker"
+fi"""
 
 
 def server_command() -> list[str]:

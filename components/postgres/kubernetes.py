@@ -7,7 +7,8 @@ one for the replicas (`enablePDB`). This module decides only what the spec decid
 Images: CloudNativePG runs its own operand images (its instance manager is injected, the official
 image's entrypoint is not used, and the image must carry the tools the operator calls). The spec names
 the official image (`postgres:16.9-alpine`); its `major.minor` picks the CloudNativePG image of the same
-server, `ghcr.io/cloudnative-pg/postgresql:<major.minor>-standard-bookworm`: the "standard" flavour (no
+server, `ghcr.io/cloudnative-pg/postgresql:<major.minor>-standard-bookworm` (for the minors of the operator's
+signed image catalog, model/pins.py, that catalog's immutable build and digest): the "standard" flavour (no
 Barman Cloud, which is leaving the operator for a plugin; locales, pgaudit and pgvector included) on one
 fixed Debian release, so that a minor update never changes the C library and with it the collation order
 of existing indexes. Any other repository in `postgres.image` is taken to be a CloudNativePG operand image
@@ -25,22 +26,23 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s_common as kc
+from components.postgres import backup_kubernetes as backup_k8s
 from components.postgres.config import slot_wal_cap_mib
 from components.seam import Built
 from components.secrets import PostgresPasswords
 from components.target import KubernetesTarget
-from model import capacity
+from model import capacity, pins
 from model.images import parse_image
 from model.spec import ConnectionBudget, PostgresSpec, Resources, ResourceSpec
 
-# The operator: the project's own chart. Chart 0.29.0 ships operator 1.30.0 (appVersion in the chart
-# repository's index.yaml), the line of the CRDs the tests validate against.
+# The operator: the project's own chart, pinned in model/pins.py (chart 0.29.0 ships operator 1.30.0, appVersion in
+# the chart repository's index.yaml), the line of the CRDs the tests validate against.
 OPERATOR_NAMESPACE = "cnpg-system"
 OPERATOR_RELEASE = "cnpg"
 CHART = "cloudnative-pg"
 CHART_REPO = "https://cloudnative-pg.github.io/charts"
-CHART_VERSION = "0.29.0"
-OPERATOR_VERSION = "1.30.0"
+CHART_VERSION = pins.CNPG_CHART_VERSION
+OPERATOR_VERSION = pins.CNPG_OPERATOR_VERSION
 
 API_VERSION = "postgresql.cnpg.io/v1"
 OPERAND_REPOSITORY = "ghcr.io/cloudnative-pg/postgresql"
@@ -67,6 +69,28 @@ CLIENT_CONN_HEADROOM = Fraction(5, 4)
 # Protocol-level prepared statements survive transaction pooling (PgBouncer 1.21+) up to this many per
 # server connection.
 MAX_PREPARED_STATEMENTS = 200
+
+# `pulumi up` waits for the Cluster's Ready condition (CloudNativePG's ConditionClusterReady, "Ready"), so an `up`
+# whose volumes never bind or whose operand image never pulls fails instead of reporting success; the apps, which
+# wait on the Cluster, start against a database that answers.
+WAIT_FOR = "condition=Ready"
+# Sized for a first seed: the operator creates the instances one after another, and each waits for its volume to
+# be provisioned and bound, its node to pull the operand image (a few hundred MB on a cold node) and a Job
+# (initdb for the primary, a pg_basebackup of the still empty primary for each replica) before its pod starts.
+# Five minutes an instance covers slow provisioners and cold pulls; pulumi-kubernetes' default of 10 minutes for
+# the whole Cluster would fail a healthy first `up` of the large tier (4 instances). A replica added later to a
+# large database copies all of it and may outlast the wait: the operator carries on, and the next `up` finishes.
+READY_S_PER_INSTANCE = 300
+READY_MIN_S = 600
+
+
+def ready_timeout_s(spec: PostgresSpec) -> int:
+    return max(READY_MIN_S, (1 + spec.replicas) * READY_S_PER_INSTANCE)
+
+
+def cluster_annotations(spec: PostgresSpec) -> dict[str, str]:
+    """pulumi-kubernetes' await annotations (metadata.ReadyCondition, metadata.TimeoutDuration)."""
+    return {"pulumi.com/timeoutSeconds": str(ready_timeout_s(spec)), "pulumi.com/waitFor": WAIT_FOR}
 
 
 @dataclass(frozen=True)
@@ -134,6 +158,11 @@ def operand_image(spec: PostgresSpec) -> str:
     if len(numbers) < 2:
         raise ValueError(f"postgres.image {spec.image!r}: the tag must start with major.minor "
                          "(e.g. 16.9-alpine) to pick the matching CloudNativePG image")
+    # A server the operand catalog lists (model/pins.py): its immutable build, by digest; any other minor: the
+    # moving major.minor tag of the same flavour.
+    pinned = pins.CNPG_OPERANDS.get((numbers[0], numbers[1]))
+    if pinned is not None and pinned.repository == OPERAND_REPOSITORY and pinned.tag.endswith(OPERAND_VARIANT):
+        return pinned.ref
     return f"{OPERAND_REPOSITORY}:{numbers[0]}.{numbers[1]}-{OPERAND_VARIANT}"
 
 
@@ -192,7 +221,7 @@ def cluster_spec(spec: PostgresSpec, target: KubernetesTarget) -> dict[str, Any]
     storage: dict[str, Any] = {"size": f"{spec.storage_gib}Gi", "resizeInUseVolumes": True}
     if target.spec.kubernetes.storage_class:
         storage["storageClass"] = target.spec.kubernetes.storage_class
-    return {
+    return _with_backups(spec, n, {
         "description": f"{target.spec.project} PostgreSQL, stack {target.spec.stack}",
         # One primary and `replicas` hot standbys; the operator promotes a standby when the primary fails
         # and scales instances in place.
@@ -234,7 +263,18 @@ def cluster_spec(spec: PostgresSpec, target: KubernetesTarget) -> dict[str, Any]
         "enablePDB": True,
         "primaryUpdateStrategy": "unsupervised",
         "replicationSlots": {"highAvailability": {"enabled": True}},
-    }
+    })
+
+
+def _with_backups(spec: PostgresSpec, n: Names, cluster: dict[str, Any]) -> dict[str, Any]:
+    """The Barman Cloud plugin as WAL archiver, and a recovery bootstrap instead of initdb to restore."""
+    if spec.backup is None:
+        return cluster
+    cluster = {**cluster, "plugins": backup_k8s.plugins(spec)}
+    if spec.restore is not None:
+        bootstrap, external = backup_k8s.recovery_bootstrap(spec, n.app_secret)
+        cluster |= {"bootstrap": bootstrap, "externalClusters": external}
+    return cluster
 
 
 def pooler_spec(spec: PostgresSpec, sizing: PoolerSizing, target: KubernetesTarget) -> dict[str, Any]:
@@ -296,9 +336,12 @@ def build(parent: pulumi.Resource, name: str, spec: PostgresSpec, *, passwords: 
             skip_await=False,
             # Uninstalling the chart would take its CRDs, and every Cluster with them: a release dropped
             # from the program (install_operators turned off) stays installed.
-            opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True),
+            opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True, protect=target.spec.protect),
         ))
+        kc.restricted_operator_namespace(f"{name}-operator-namespace", OPERATOR_NAMESPACE, parent=parent,
+                                         release=operator[0])
 
+    store = _object_store(parent, name, spec, target, operator) if spec.backup is not None else []
     # CloudNativePG reads the owner's password from a basic-auth Secret at bootstrap.
     app_secret = kc.secret(f"{name}-app-credentials", target=target, part=spec.name, parent=parent,
                            object_name=n.app_secret, secret_type="kubernetes.io/basic-auth",
@@ -307,12 +350,16 @@ def build(parent: pulumi.Resource, name: str, spec: PostgresSpec, *, passwords: 
         f"{name}-cluster",
         api_version=API_VERSION,
         kind="Cluster",
-        metadata=target.metadata(n.cluster, spec.name, "database"),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=n.cluster, namespace=target.namespace_name,
+                                            labels=target.labels(spec.name, "database"),
+                                            annotations=cluster_annotations(spec)),
         spec=cluster_spec(spec, target),
-        opts=target.opts(parent, stateful=True, depends_on=[*operator, app_secret]),
+        opts=target.opts(parent, stateful=True, depends_on=[*operator, app_secret, *store]),
     )
     resources: list[pulumi.Resource] = [cluster]
     primary_host = n.rw_service
+    if spec.backup is not None:
+        _build_backups(parent, name, spec, target, operator, cluster, store)
 
     sizing = pooler_sizing(spec, target.spec.budget)
     if sizing is not None:
@@ -341,3 +388,53 @@ def build(parent: pulumi.Resource, name: str, spec: PostgresSpec, *, passwords: 
     # Without standbys `-ro` has no endpoints; reads then go to the primary (the contract's fallback).
     replica_hosts = [n.ro_service] if spec.replicas else []
     return Built(hosts=[primary_host, *replica_hosts], port=spec.port, wait_on=resources)
+
+
+def _object_store(parent: pulumi.Resource, name: str, spec: PostgresSpec, target: KubernetesTarget,
+                  operator: list[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The plugin (where the stack installs operators), its credentials and the ObjectStore: before the Cluster,
+    whose archiving and recovery bootstrap name the store."""
+    backup = spec.backup
+    assert backup is not None
+    made: list[pulumi.Resource] = []
+    if target.spec.kubernetes.install_operators:
+        made.append(k8s.helm.v3.Release(
+            f"{name}-backup-plugin",
+            name=backup_k8s.PLUGIN_RELEASE,
+            chart=backup_k8s.PLUGIN_CHART,
+            version=backup_k8s.PLUGIN_CHART_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPO),
+            # The plugin must run in the operator's namespace (its documentation), where the operator finds it.
+            namespace=OPERATOR_NAMESPACE,
+            values={"crds": {"create": True}},
+            skip_await=False,
+            # Like the operator's: its CRD holds every ObjectStore; dropping the release keeps it installed.
+            opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True, protect=target.spec.protect,
+                                        depends_on=operator),
+        ))
+    if backup.access_key_id is not None and backup.secret_access_key is not None:
+        made.append(kc.secret(f"{name}-backup-credentials", target=target, part=spec.name, parent=parent,
+                              object_name=backup_k8s.credentials_secret_name(spec),
+                              data={backup_k8s.S3_KEY_ID: backup.access_key_id,
+                                    backup_k8s.S3_SECRET_KEY: backup.secret_access_key}))
+    made.append(k8s.apiextensions.CustomResource(
+        f"{name}-object-store",
+        api_version=backup_k8s.OBJECT_STORE_API,
+        kind="ObjectStore",
+        metadata=target.metadata(backup_k8s.object_store_name(spec), spec.name, "backup"),
+        spec=backup_k8s.object_store_spec(spec),
+        opts=target.opts(parent, depends_on=list(made)),
+    ))
+    return made
+
+
+def _build_backups(parent: pulumi.Resource, name: str, spec: PostgresSpec, target: KubernetesTarget,
+                   operator: list[pulumi.Resource], cluster: pulumi.Resource, store: list[pulumi.Resource]) -> None:
+    k8s.apiextensions.CustomResource(
+        f"{name}-scheduled-backup",
+        api_version=API_VERSION,
+        kind="ScheduledBackup",
+        metadata=target.metadata(backup_k8s.scheduled_backup_name(spec), spec.name, "backup"),
+        spec=backup_k8s.scheduled_backup_spec(spec),
+        opts=target.opts(parent, depends_on=[*operator, *store, cluster]),
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pulumi
 
-from components.rabbitmq import docker, kubernetes
+from components.rabbitmq import docker, kubernetes, swarm
 from components.secrets import RabbitMQCredentials
-from components.target import KubernetesTarget, Target, require_target
+from components.target import KubernetesTarget, SwarmTarget, Target, require_target
 from model.spec import RabbitMQSpec
 
 TYPE = "banyan:index:RabbitMQCluster"
@@ -37,6 +37,8 @@ class RabbitMQCluster(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         if isinstance(target, KubernetesTarget):
             built = kubernetes.build(self, name, spec, credentials=credentials, target=target)
+        elif isinstance(target, SwarmTarget):
+            built = swarm.build(self, name, spec, credentials=credentials, target=target)
         else:
             built = docker.build(self, name, spec, credentials=credentials, target=target)
         self.hosts = built.hosts

@@ -30,6 +30,9 @@ NO_EXTRA_CONFIG_FILES = "/etc/rabbitmq/banyan-no-conf.d"
 
 # The node-wide `default_queue_type` key arrived in a 3.13 patch release (3.13.3); 3.12 and older reject it.
 _NODE_DEFAULT_QUEUE_TYPE_SINCE = (3, 13)
+# 4.3 removed Mnesia and with it partition handling: Khepri (Raft) recovers partitions by itself, and the
+# cluster_partition_handling keys are accepted without effect (4.3.0 release notes ask to remove them).
+_PARTITION_HANDLING_UNTIL = (4, 3)
 # The image's own enabled_plugins (management, prometheus) is replaced by this file: both must stay listed.
 _PLUGINS = ("rabbitmq_management", "rabbitmq_prometheus")
 
@@ -50,6 +53,17 @@ def node_names(spec: RabbitMQSpec) -> tuple[str, ...]:
 
 def supports_node_default_queue_type(spec: RabbitMQSpec) -> bool:
     return version(spec) >= _NODE_DEFAULT_QUEUE_TYPE_SINCE
+
+
+def reads_partition_handling(spec: RabbitMQSpec) -> bool:
+    return version(spec) < _PARTITION_HANDLING_UNTIL
+
+
+def partition_settings(spec: RabbitMQSpec, comment: str | None = None) -> list[str]:
+    """cluster_partition_handling where the version still reads it (before 4.3)."""
+    if not reads_partition_handling(spec):
+        return []
+    return [*([comment] if comment else []), f"cluster_partition_handling = {partition_handling(spec.nodes)}"]
 
 
 def partition_handling(nodes: int) -> str:
@@ -121,7 +135,7 @@ def render_rabbitmq_conf(spec: RabbitMQSpec) -> str:
             "# Every node lists every node: a fresh node joins whichever listed peer is up, so start order is free.",
             "cluster_formation.peer_discovery_backend = classic_config",
             *(f"cluster_formation.classic_config.nodes.{i} = {n}" for i, n in enumerate(node_names(spec), start=1)),
-            f"cluster_partition_handling = {partition_handling(spec.nodes)}",
+            *partition_settings(spec),
         ],
         [f"listeners.tcp.default = {spec.port}", f"management.tcp.port = {spec.management_port}"],
         guest_settings("RABBITMQ_DEFAULT_USER / RABBITMQ_DEFAULT_PASS"),
@@ -140,10 +154,8 @@ def render_operator_config(spec: RabbitMQSpec) -> str:
     key here wins."""
     lines = _blocks(
         [f"# Rendered by banyan for RabbitMQ {spec.version}; every key below is one that version reads."],
-        [
-            "# pause_minority needs a majority to exist; 1 node: nothing to pause, 2 nodes: autoheal.",
-            f"cluster_partition_handling = {partition_handling(spec.nodes)}",
-        ],
+        partition_settings(spec, "# pause_minority needs a majority to exist; 1 node: nothing to pause, "
+                                 "2 nodes: autoheal."),
         guest_settings("the default-user Secret (conf.d/11-default_user.conf)"),
         alarm_settings(spec),
         queue_type_settings(spec),
@@ -169,6 +181,8 @@ def render_entrypoint() -> str:
       it is idempotent): the administrator and the application user with the passwords of this deployment,
       their tags and permissions, and no `guest`. RABBITMQ_DEFAULT_USER only acts on an empty database, so a
       retained volume under new passwords (destroy then up) would otherwise keep the old ones.
+    - Then enables every stable feature flag (`rabbitmqctl enable_feature_flag all`, as the Cluster Operator's
+      autoEnableAllFeatureFlags does): what the next series requires before an upgrade (README, upgrading).
     """
     return f"""#!/bin/sh
 set -eu
@@ -235,6 +249,12 @@ reconcile() {{
     ensure_user "${APP_USER_ENV}" "${APP_PASSWORD_ENV}" "" || return 1
     if users | grep -qx guest; then ctl delete_user guest || return 1; fi
     log "users reconciled"
+    # Every stable feature flag on: an upgrade starts only on a cluster that enabled its predecessor's flags
+    # (4.x needs all of 3.13's, 4.3 all of 4.2's, khepri_db among them). A flag an older peer lacks (a rolling
+    # upgrade half done) is refused and tried again at the next start; the last node upgraded enables it.
+    if ! ctl enable_feature_flag all >/dev/null 2>&1; then
+        log "not every feature flag could be enabled yet (a peer of an older version?); the next start tries again"
+    fi
 }}
 
 # A node whose users could not be reconciled stops (after exec, $$ is the broker): the restart policy tries

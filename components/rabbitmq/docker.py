@@ -61,6 +61,25 @@ def node_digest(spec: RabbitMQSpec) -> str:
     return docker_common.config_digest(node_uploads(spec), NODE_COMMAND, [ENTRYPOINT_PATH])
 
 
+def node_env(instance: str, credentials: RabbitMQCredentials) -> dict[str, pulumi.Input[str]]:
+    """Node `instance`'s environment (the Swarm target's too)."""
+    return {
+        "RABBITMQ_NODENAME": node_name(instance),
+        "RABBITMQ_CONFIG_FILES": NO_EXTRA_CONFIG_FILES,
+        # The CLI tools (the entrypoint's, the health check's, `docker exec`) find the cookie here.
+        "HOME": DATA_DIR,
+        # Read by the broker itself at first boot of an empty cluster, so that no `guest` is ever created;
+        # the entrypoint reconciles both users at every start after that.
+        "RABBITMQ_DEFAULT_USER": credentials.admin_user,
+        "RABBITMQ_DEFAULT_PASS": credentials.admin_password,
+        ADMIN_USER_ENV: credentials.admin_user,
+        ADMIN_PASSWORD_ENV: credentials.admin_password,
+        APP_USER_ENV: credentials.app_user,
+        APP_PASSWORD_ENV: credentials.app_password,
+        COOKIE_ENV: credentials.erlang_cookie,
+    }
+
+
 def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials: RabbitMQCredentials,
           target: DockerTarget) -> Built:
     uploads = node_uploads(spec)
@@ -71,21 +90,7 @@ def build(parent: pulumi.Resource, name: str, spec: RabbitMQSpec, *, credentials
     # restart in which node 1 did not stop last would deadlock, as Mnesia makes it wait for the node that did.
     nodes: list[pulumi.Resource] = []
     for i, instance in enumerate(spec.instance_names, start=1):
-        env: dict[str, pulumi.Input[str]] = {
-            "RABBITMQ_NODENAME": node_name(instance),
-            "RABBITMQ_CONFIG_FILES": NO_EXTRA_CONFIG_FILES,
-            # The CLI tools (the entrypoint's, the health check's, `docker exec`) find the cookie here.
-            "HOME": DATA_DIR,
-            # Read by the broker itself at first boot of an empty cluster, so that no `guest` is ever created;
-            # the entrypoint reconciles both users at every start after that.
-            "RABBITMQ_DEFAULT_USER": credentials.admin_user,
-            "RABBITMQ_DEFAULT_PASS": credentials.admin_password,
-            ADMIN_USER_ENV: credentials.admin_user,
-            ADMIN_PASSWORD_ENV: credentials.admin_password,
-            APP_USER_ENV: credentials.app_user,
-            APP_PASSWORD_ENV: credentials.app_password,
-            COOKIE_ENV: credentials.erlang_cookie,
-        }
+        env = node_env(instance, credentials)
         mounts = []
         if spec.persistence:
             data = docker_common.volume(target, f"{name}-{i}-data", instance, spec.name, parent)

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import pulumi
 
-from components.target import DockerTarget, Target
-from components.workload import docker, kubernetes
+from components.target import DockerTarget, SwarmTarget, Target
+from components.workload import docker, kubernetes, swarm
 from model.spec import GatewaySpec, ServiceSpec, WorkloadSpec
 
 
@@ -23,8 +23,10 @@ class _Workload(pulumi.ComponentResource):
         super().__init__(type_, name, None, opts)
         if isinstance(target, DockerTarget):
             built = docker.build(self, name, spec, env=env, target=target, depends_on=depends_on)
+        elif isinstance(target, SwarmTarget):
+            built = swarm.build(self, name, spec, env=env, target=target, depends_on=depends_on)
         else:
-            built = kubernetes.build(self, name, spec, env=env, target=target)
+            built = kubernetes.build(self, name, spec, env=env, target=target, depends_on=depends_on)
         self.hosts, self.port, self.wait_on = built.hosts, built.port, built.wait_on
         self.register_outputs({"hosts": self.hosts, "port": self.port})
 

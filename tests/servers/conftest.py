@@ -89,10 +89,14 @@ class ServerVersions:
             # The image must name the same major version (the resolver checks they agree).
             sets["postgres.image"] = f"postgres:{self.postgres}-alpine"
         # Quoted: --set values are read as YAML, where 3.10 would be the number 3.1.
+        # The images name the same versions too (the resolver checks image tag and version agree); nothing here
+        # pulls them, they only make the rendered stack say which server it was rendered for.
         if self.rabbitmq:
             sets["rabbitmq.version"] = json.dumps(".".join(self.rabbitmq.split(".")[:2]))
+            sets["rabbitmq.image"] = f"rabbitmq:{self.rabbitmq}-management-alpine"
         if self.redis:
             sets["redis.version"] = json.dumps(".".join(self.redis.split(".")[:2]))
+            sets["redis.image"] = f"redis:{self.redis}-alpine"
         if self.nginx:
             sets["nginx.image"] = f"nginx:{self.nginx}-alpine"
         return sets

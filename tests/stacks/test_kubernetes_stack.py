@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from testkit.k8s_check import KUBERNETES_VERSION, builtin_problems, crd_problems
 from tests.helpers import shared_file
 
 TIERS_ = ("small", "medium", "large")
-CUSTOM_GROUPS = ("postgresql.cnpg.io", "rabbitmq.com")
+CUSTOM_GROUPS = ("postgresql.cnpg.io", "rabbitmq.com", "barmancloud.cnpg.io")
 HELM = "kubernetes:helm.sh/v3:Release"
 PROVIDER = "pulumi:providers:kubernetes"
 
@@ -55,8 +56,13 @@ def pod_label_sets(r: Rendering) -> dict[str, dict[str, str]]:
         pods[f"Cluster/{o['metadata']['name']}"] = {**o["spec"]["inheritedMetadata"]["labels"],
                                                     "cnpg.io/cluster": o["metadata"]["name"],
                                                     "cnpg.io/podRole": "instance"}
+        # The Jobs that initialise or join an instance: the cluster's label and the job's role.
+        pods[f"Job/{o['metadata']['name']}-join"] = {**o["spec"]["inheritedMetadata"]["labels"],
+                                                     "cnpg.io/cluster": o["metadata"]["name"],
+                                                     "cnpg.io/jobRole": "join"}
     for o in kind(r, "Pooler"):
         pods[f"Pooler/{o['metadata']['name']}"] = {**o["spec"]["template"]["metadata"]["labels"],
+                                                   "cnpg.io/cluster": o["spec"]["cluster"]["name"],
                                                    "cnpg.io/poolerName": o["metadata"]["name"],
                                                    "cnpg.io/podRole": "pooler"}
     for o in kind(r, "RabbitmqCluster"):
@@ -142,82 +148,236 @@ def test_selectors_match_pod_labels_and_every_service_selects_pods(tier: str) ->
         assert owners, f"Service {svc['metadata']['name']} selects no pods ({selector})"
 
 
-def reachable(r: Rendering, source: dict[str, str] | None, source_ns: str, dest: dict[str, str], port: int) -> bool:
-    """Whether the stack's NetworkPolicies admit a connection (ingress only, as they are written)."""
-    policies = kind(r, "NetworkPolicy")
-    applying = [p for p in policies if all(dest.get(k) == v for k, v in
-                                            p["spec"]["podSelector"].get("matchLabels", {}).items())]
+NS = "banyan"
+# One end of a connection: (namespace, pod labels, address); a pod has the first two, a host outside the third.
+Endpoint = tuple[str | None, dict[str, str] | None, str | None]
+
+
+def _selects_pod(selector: dict[str, Any], labels: dict[str, str] | None) -> bool:
+    """A policy's or peer's podSelector (matchLabels only, as the stack writes them); `{}` selects every pod."""
+    return labels is not None and all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def _peer_matches(peer: dict[str, Any], policy_ns: str, other: Endpoint) -> bool:
+    ns, labels, address = other
+    if "ipBlock" in peer:
+        # Addresses outside the pod network only: pods are matched by selectors, never by ipBlock.
+        return address is not None and ip_address(address) in ip_network(peer["ipBlock"]["cidr"])
+    if "namespaceSelector" in peer:
+        wanted = peer["namespaceSelector"].get("matchLabels") or {}
+        in_ns = ns is not None and wanted.get("kubernetes.io/metadata.name", ns) == ns
+        return in_ns and _selects_pod(peer.get("podSelector") or {}, labels)
+    return ns == policy_ns and _selects_pod(peer["podSelector"], labels)
+
+
+def admitted(r: Rendering, direction: str, pod: Endpoint, other: Endpoint, port: int, protocol: str) -> bool:
+    """Whether the stack's NetworkPolicies let `pod` (in the stack's namespace) receive from (Ingress) or open to
+    (Egress) `other` on port/protocol. Pods outside the namespace are governed by no policy of the stack."""
+    ns, labels, _ = pod
+    if ns != NS:
+        return True
+    applying = [p for p in kind(r, "NetworkPolicy") if direction in p["spec"]["policyTypes"]
+                and _selects_pod(p["spec"]["podSelector"], labels)]
     if not applying:
         return True
     for policy in applying:
-        for rule in policy["spec"].get("ingress") or []:
-            if rule.get("ports") and not any(p["port"] <= port <= p.get("endPort", p["port"]) for p in rule["ports"]):
+        for rule in policy["spec"].get(direction.lower()) or []:
+            ports = rule.get("ports")
+            if ports and not any(p.get("protocol", "TCP") == protocol
+                                 and p["port"] <= port <= p.get("endPort", p["port"]) for p in ports):
                 continue
-            peers = rule.get("from")
-            if not peers:
+            peers = rule.get("from" if direction == "Ingress" else "to")
+            if not peers or any(_peer_matches(peer, NS, other) for peer in peers):
                 return True
-            for peer in peers:
-                if "namespaceSelector" in peer:
-                    if peer["namespaceSelector"]["matchLabels"].get("kubernetes.io/metadata.name") == source_ns:
-                        return True
-                elif source is not None and source_ns == "banyan" and selects(
-                        peer["podSelector"]["matchLabels"], source):
-                    return True
     return False
+
+
+def connects(r: Rendering, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> bool:
+    """Both ends must agree: the source's egress and the destination's ingress."""
+    return admitted(r, "Egress", src, dst, port, protocol) and admitted(r, "Ingress", dst, src, port, protocol)
+
+
+def in_ns(labels: dict[str, str]) -> Endpoint:
+    return (NS, labels, None)
+
+
+INTERNET: Endpoint = (None, None, "203.0.113.7")
+API_SERVER: Endpoint = (None, None, "172.18.0.2")  # the `kubernetes` Service's endpoint, as policies see it
+KUBE_DNS: Endpoint = ("kube-system", {"k8s-app": "kube-dns"}, None)
+CNPG_OPERATOR: Endpoint = ("cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg",
+                                           "app.kubernetes.io/instance": "cnpg"}, None)
+RABBITMQ_OPERATOR: Endpoint = ("rabbitmq-system", {"app.kubernetes.io/name": "rabbitmq-cluster-operator",
+                                                   "app.kubernetes.io/component": "rabbitmq-operator"}, None)
+# The Messaging Topology Operator's pods as the CloudPirates chart labels them (rmqmto.labels: the chart's name,
+# component messaging-topology-operator) and as the upstream manifest does (config/manager/manager.yaml).
+TOPOLOGY_OPERATOR_CHART: Endpoint = ("rabbitmq-system", {"app.kubernetes.io/name": "rabbitmq-cluster-operator",
+                                                         "app.kubernetes.io/component": "messaging-topology-operator",
+                                                         "app.kubernetes.io/part-of": "rabbitmq"}, None)
+TOPOLOGY_OPERATOR_UPSTREAM: Endpoint = ("rabbitmq-system", {"app.kubernetes.io/name": "messaging-topology-operator",
+                                                            "control-plane": "controller-manager"}, None)
+PROMETHEUS: Endpoint = ("monitoring", {"app.kubernetes.io/name": "prometheus", "prometheus": "k8s"}, None)
+
+
+def platform_paths(r: Rendering) -> list[tuple[Endpoint, Endpoint, int, str, bool]]:
+    """(source, destination, port, protocol, admitted): the platform's paths, and the ones next to them."""
+    pods = {owner: in_ns(labels) for owner, labels in pod_label_sets(r).items()}
+    gw, usr = pods["Deployment/api-gateway"], pods["Deployment/user-service"]
+    ord_ = pods["Deployment/order-service"]
+    nginx, pg = pods["Deployment/nginx"], pods["Cluster/postgres"]
+    pooler, job = pods["Pooler/postgres-pooler"], pods["Job/postgres-join"]
+    mq, rd = pods["RabbitmqCluster/rabbitmq"], pods["StatefulSet/redis-node"]
+    create = pods.get("Job/redis-cluster-create")
+    other_in_cnpg = ("cnpg-system", {"app.kubernetes.io/name": "something-else"}, None)
+    other_in_rabbitmq_ns = ("rabbitmq-system", {"app.kubernetes.io/name": "something-else"}, None)
+    other_in_monitoring = ("monitoring", {"app.kubernetes.io/name": "grafana"}, None)
+    prometheus_elsewhere = ("default", dict(PROMETHEUS[1] or {}), None)
+    dns_elsewhere = ("default", {"k8s-app": "kube-dns"}, None)
+    other_in_kube_system = ("kube-system", {"k8s-app": "metrics-server"}, None)
+    table = [
+        # Nginx's pods listen on an unprivileged port (they run as non-root); the Service maps the public one.
+        (INTERNET, nginx, NGINX_UNPRIVILEGED_PORT, "TCP", True),
+        (INTERNET, nginx, 80, "TCP", False),
+        (INTERNET, gw, 3003, "TCP", False),
+        (INTERNET, pg, 5432, "TCP", False),
+        (INTERNET, mq, 5672, "TCP", False),
+        (INTERNET, rd, 6379, "TCP", False),
+        (nginx, gw, 3003, "TCP", True),
+        (nginx, pg, 5432, "TCP", False),
+        (nginx, rd, 6379, "TCP", False),
+        (nginx, mq, 5672, "TCP", False),
+        (nginx, usr, 3000, "TCP", False),
+        (gw, usr, 3000, "TCP", True),
+        (gw, mq, 5672, "TCP", True),
+        (gw, rd, 6379, "TCP", True),
+        (gw, pg, 5432, "TCP", False),  # the gateway is no database client by default
+        (gw, nginx, NGINX_UNPRIVILEGED_PORT, "TCP", False),  # open to anyone outside; the gateway has no egress there
+        (usr, pg, 5432, "TCP", True),
+        (usr, pg, 8000, "TCP", False),  # CloudNativePG's status API is for the operator and the instances
+        (usr, pg, 9187, "TCP", False),
+        (usr, pooler, 5432, "TCP", True),
+        (nginx, pooler, 5432, "TCP", False),
+        (pooler, pg, 5432, "TCP", True),
+        (pooler, rd, 6379, "TCP", False),
+        (usr, mq, 5672, "TCP", True),
+        (usr, mq, 15672, "TCP", False),
+        (usr, rd, 6379, "TCP", True),
+        (usr, gw, 3003, "TCP", False),
+        (usr, ord_, 3000, "TCP", False),  # services talk over the bus, not to each other
+        (usr, rd, 16379, "TCP", False),
+        (pg, pg, 5432, "TCP", True),  # streaming replication
+        (pg, pg, 8000, "TCP", True),  # the instance manager's failsafe pings
+        (job, pg, 5432, "TCP", True),  # a joining replica copies the primary
+        (pg, rd, 6379, "TCP", False),
+        (pg, mq, 5672, "TCP", False),
+        (rd, rd, 6379, "TCP", True),
+        (rd, rd, 16379, "TCP", True),
+        (rd, pg, 5432, "TCP", False),
+        (mq, mq, 4369, "TCP", True),
+        (mq, mq, 25672, "TCP", True),
+        (mq, mq, 35680, "TCP", True),
+        (mq, pg, 5432, "TCP", False),
+        (usr, mq, 25672, "TCP", False),
+        # The operators, by namespace and by their pods' labels.
+        (CNPG_OPERATOR, pg, 8000, "TCP", True),
+        (CNPG_OPERATOR, pg, 5432, "TCP", True),
+        (other_in_cnpg, pg, 8000, "TCP", False),
+        (other_in_cnpg, pg, 5432, "TCP", False),
+        (RABBITMQ_OPERATOR, mq, 15672, "TCP", True),
+        (RABBITMQ_OPERATOR, mq, 5672, "TCP", False),
+        (other_in_rabbitmq_ns, mq, 15672, "TCP", False),
+        # The Messaging Topology Operator makes the applications' user through the management API.
+        (TOPOLOGY_OPERATOR_CHART, mq, 15672, "TCP", True),
+        (TOPOLOGY_OPERATOR_UPSTREAM, mq, 15672, "TCP", True),
+        (TOPOLOGY_OPERATOR_UPSTREAM, mq, 5672, "TCP", False),
+        ((("default", dict(TOPOLOGY_OPERATOR_UPSTREAM[1] or {}), None)), mq, 15672, "TCP", False),
+        ((("other-namespace", {"app.kubernetes.io/name": "x"}, None)), pg, 5432, "TCP", False),
+        # Metrics: the monitoring namespace's scrapers only.
+        (PROMETHEUS, pg, 9187, "TCP", True),
+        (PROMETHEUS, pooler, 9127, "TCP", True),
+        (PROMETHEUS, mq, 15692, "TCP", True),
+        (PROMETHEUS, pg, 5432, "TCP", False),
+        (PROMETHEUS, mq, 5672, "TCP", False),
+        (other_in_monitoring, pg, 9187, "TCP", False),
+        (prometheus_elsewhere, pg, 9187, "TCP", False),
+        (usr, mq, 15692, "TCP", False),
+        # Egress: the cluster DNS over UDP and TCP, for every pod; nothing else in kube-system.
+        *((src, KUBE_DNS, 53, proto, True) for src in (nginx, gw, usr, pg, pooler, job, mq, rd)
+          for proto in ("UDP", "TCP")),
+        (gw, dns_elsewhere, 53, "UDP", False),
+        (gw, other_in_kube_system, 53, "UDP", False),
+        (gw, other_in_kube_system, 443, "TCP", False),
+        (gw, KUBE_DNS, 9153, "TCP", False),
+        # The API server, for the operators' pods only.
+        (pg, API_SERVER, 6443, "TCP", True),
+        (job, API_SERVER, 6443, "TCP", True),
+        (pooler, API_SERVER, 443, "TCP", True),
+        (mq, API_SERVER, 443, "TCP", True),
+        (pg, API_SERVER, 22, "TCP", False),
+        (nginx, API_SERVER, 6443, "TCP", False),
+        (gw, API_SERVER, 443, "TCP", False),
+        (usr, API_SERVER, 443, "TCP", False),
+        (rd, API_SERVER, 443, "TCP", False),
+        # Nothing leaves for the internet, nor for other namespaces' pods.
+        (nginx, INTERNET, 443, "TCP", False),
+        (gw, INTERNET, 443, "TCP", False),
+        (usr, INTERNET, 80, "TCP", False),
+        (rd, INTERNET, 443, "TCP", False),
+        (pg, INTERNET, 5432, "TCP", False),
+        (usr, PROMETHEUS, 9090, "TCP", False),
+        (pg, CNPG_OPERATOR, 9443, "TCP", False),
+    ]
+    if create is not None:  # Redis Cluster: the creation Job reaches the nodes' client port, and DNS, only
+        table += [(create, rd, 6379, "TCP", True), (create, rd, 16379, "TCP", False),
+                  (create, KUBE_DNS, 53, "UDP", True), (create, pg, 5432, "TCP", False),
+                  (create, API_SERVER, 443, "TCP", False)]
+    return table
+
+
+def _name(end: Endpoint) -> str:
+    ns, labels, address = end
+    return address or f"{ns}/{(labels or {}).get('app.kubernetes.io/name') or labels}"
 
 
 @pytest.mark.parametrize("tier", TIERS_)
 def test_network_policies_admit_exactly_the_platform_paths(tier: str) -> None:
     r = rendered(tier)
-    pods = pod_label_sets(r)
-
-    def labels(owner: str) -> dict[str, str]:
-        return pods[owner]
-
-    gw, usr = labels("Deployment/api-gateway"), labels("Deployment/user-service")
-    nginx, pg = labels("Deployment/nginx"), labels("Cluster/postgres")
-    pooler = labels("Pooler/postgres-pooler")
-    mq, rd = labels("RabbitmqCluster/rabbitmq"), labels("StatefulSet/redis-node")
-    outside = None
-    table = [
-        # (source, source namespace, destination, port, admitted)
-        # Nginx's pods listen on an unprivileged port (they run as non-root); the Service maps the public one.
-        (outside, "internet", nginx, NGINX_UNPRIVILEGED_PORT, True),
-        (outside, "internet", nginx, 80, False),
-        (outside, "internet", gw, 3003, False),
-        (outside, "internet", pg, 5432, False),
-        (outside, "internet", mq, 5672, False),
-        (outside, "internet", rd, 6379, False),
-        (nginx, "banyan", gw, 3003, True),
-        (nginx, "banyan", pg, 5432, False),
-        (nginx, "banyan", rd, 6379, False),
-        (nginx, "banyan", mq, 5672, False),
-        (gw, "banyan", usr, 3000, True),
-        (gw, "banyan", mq, 5672, True),
-        (gw, "banyan", rd, 6379, True),
-        (gw, "banyan", pg, 5432, False),  # the gateway is no database client by default
-        (usr, "banyan", pg, 5432, True),
-        (usr, "banyan", pooler, 5432, True),
-        (nginx, "banyan", pooler, 5432, False),
-        (pooler, "banyan", pg, 5432, True),
-        (pooler, "banyan", rd, 6379, False),
-        (usr, "banyan", mq, 5672, True),
-        (usr, "banyan", rd, 6379, True),
-        (usr, "banyan", gw, 3003, False),
-        (usr, "banyan", rd, 16379, False),
-        (pg, "banyan", pg, 5432, True),
-        (pg, "banyan", rd, 6379, False),
-        (rd, "banyan", rd, 16379, True),
-        (mq, "banyan", mq, 25672, True),
-        (mq, "banyan", mq, 35680, True),
-        (usr, "banyan", mq, 25672, False),
-        (outside, "cnpg-system", pg, 8000, True),
-        (outside, "rabbitmq-system", mq, 15672, True),
-        (outside, "other-namespace", pg, 5432, False),
-    ]
-    wrong = [(src, ns, dst.get("app.kubernetes.io/name"), port, want) for src, ns, dst, port, want in table
-             if reachable(r, src, ns, dst, port) != want]
+    wrong = [(_name(src), _name(dst), port, proto, want) for src, dst, port, proto, want in platform_paths(r)
+             if connects(r, src, dst, port, proto) != want]
     assert wrong == []
+
+
+def test_every_pod_is_under_default_deny_both_ways() -> None:
+    r = rendered("large")
+    denies = {tuple(p["spec"]["policyTypes"]) for p in kind(r, "NetworkPolicy")
+              if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress") and not p["spec"].get("egress")}
+    assert denies == {("Ingress",), ("Egress",)}
+
+
+def test_the_api_server_addresses_narrow_its_egress() -> None:
+    """Unset, the API server's ports are open to any address (its address is the cluster's); once named, only
+    those addresses, and a pod that may reach the API server reaches nothing else on those ports."""
+    default = rendered("medium")
+    pg = in_ns(pod_label_sets(default)["Cluster/postgres"])
+    assert connects(default, pg, INTERNET, 443)
+    # Backups (on in prod) reach the object store on 443 too: narrowed to its addresses as well.
+    narrowed = render_stack("prod", set={"tier": "medium", "kubernetes.api_server_cidrs": ["172.18.0.2/32"],
+                                         "postgres.backup.object_store_cidrs": ["198.51.100.0/24"]})
+    assert connects(narrowed, pg, API_SERVER, 6443)
+    assert connects(narrowed, pg, (None, None, "198.51.100.9"), 443)
+    assert not connects(narrowed, pg, INTERNET, 443)
+    assert not connects(narrowed, pg, (None, None, "172.18.0.3"), 6443)
+
+
+def test_dns_and_monitoring_peers_follow_the_config() -> None:
+    r = render_stack("prod", set={"tier": "medium", "kubernetes.dns_namespace": "dns",
+                                  "kubernetes.dns_pod_labels": {"app": "coredns"},
+                                  "monitoring.namespace": "observability", "monitoring.pod_labels": {}})
+    pods = pod_label_sets(r)
+    gw, pg = in_ns(pods["Deployment/api-gateway"]), in_ns(pods["Cluster/postgres"])
+    assert connects(r, gw, ("dns", {"app": "coredns"}, None), 53, "UDP")
+    assert not connects(r, gw, KUBE_DNS, 53, "UDP")
+    assert connects(r, ("observability", {"app.kubernetes.io/name": "vmagent"}, None), pg, 9187)
+    assert not connects(r, PROMETHEUS, pg, 9187)
 
 
 @pytest.mark.parametrize("tier", TIERS_)
@@ -259,10 +419,31 @@ def immutable_fields(obj: dict[str, Any], ignored: tuple[str, ...] = ()) -> dict
     return {}
 
 
+def stateful_objects(r: Rendering) -> list[RecordedResource]:
+    """The objects that hold data. A Patch (the operators' namespaces' Pod Security labels) holds nothing:
+    deleting it removes only the fields it applied."""
+    return [x for x in objects(r) if x.inputs.get("kind") in STATEFUL_KINDS and not x.type.endswith("Patch")]
+
+
+def test_the_operators_namespaces_enforce_restricted_by_a_patch_after_their_release() -> None:
+    r = rendered("medium")
+    patches = r.of_type("kubernetes:core/v1:NamespacePatch")
+    assert sorted(unwrap(p.inputs)["metadata"]["name"] for p in patches) == ["cnpg-system", "rabbitmq-system"]
+    releases = {x.urn: x for x in r.of_type(HELM)}
+    for patch in patches:
+        labels = unwrap(patch.inputs)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted", labels
+        assert labels["pod-security.kubernetes.io/enforce-version"] != "latest"
+        (release,) = [releases[u] for u in patch.depends_on if u in releases]
+        assert unwrap(release.inputs)["namespace"] == unwrap(patch.inputs)["metadata"]["name"]
+    off = render_stack("prod", set={"tier": "medium", "kubernetes.install_operators": False})
+    assert off.of_type("kubernetes:core/v1:NamespacePatch") == []
+
+
 @pytest.mark.parametrize(("before", "after"), [("small", "medium"), ("medium", "large"), ("large", "small")])
 def test_changing_the_tier_replaces_no_stateful_resource(before: str, after: str) -> None:
     def stateful(r: Rendering) -> dict[tuple[str, str], RecordedResource]:
-        return {(x.type, x.name): x for x in objects(r) if x.inputs.get("kind") in STATEFUL_KINDS}
+        return {(x.type, x.name): x for x in stateful_objects(r)}
 
     sa, sb = stateful(rendered(before)), stateful(rendered(after))
     assert sa.keys() == sb.keys(), "a tier change must not add or remove a stateful object"
@@ -276,14 +457,15 @@ def test_changing_the_tier_replaces_no_stateful_resource(before: str, after: str
 
 def test_prod_protects_stateful_resources_and_the_namespace() -> None:
     r = rendered("large")
-    stateful = [x for x in objects(r) if x.inputs.get("kind") in STATEFUL_KINDS]
+    stateful = stateful_objects(r)
     assert stateful
     assert all(x.protect and x.retain_on_delete for x in stateful), [x.name for x in stateful if not x.protect]
 
 
 def test_operators_installed_by_default_and_optional() -> None:
+    # CloudNativePG, the Barman Cloud plugin (backups are on in prod), the RabbitMQ operator.
     releases = rendered("medium").of_type(HELM)
-    assert len(releases) == 2
+    assert len(releases) == 3
     for rel in releases:
         assert rel.plain_inputs.get("version"), f"{rel.name}: chart version must be pinned"
     without = render_stack("prod", set={"tier": "medium", "kubernetes.install_operators": False})

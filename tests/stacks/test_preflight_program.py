@@ -1,5 +1,5 @@
-"""The Docker preflight inside the stack program: a refusal is a RunError before any resource is registered;
-under mocks no real engine is read unless a snapshot is injected."""
+"""The preflight inside the stack program (Docker and Kubernetes): a refusal is a RunError before any resource is
+registered; under mocks no real engine or cluster is read unless a snapshot is injected."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from infra import preflight
 from infra.program import main
 from model.preflight import EngineContainer, EngineSnapshot
+from model.preflight_kubernetes import GIB, KubernetesSnapshot, LivePostgres, LiveRabbitMQ, LiveRedis
 from testkit import BanyanMocks, apply_sets, read_stack_file, render_program, render_stack, to_engine_config
 
 
@@ -89,3 +90,49 @@ def test_stopped_nodes_removed_by_the_up_are_warned_about() -> None:
     rendering = render_stack("dev", engine=stopped)
     assert any(w.startswith("RabbitMQ node rabbitmq-2: stopped, and this `up` removes the container")
                for w in rendering.warnings)
+
+
+# ---- Kubernetes ------------------------------------------------------------------------------------------------
+
+# prod runs a medium platform (3 RabbitMQ nodes, a 3-node Redis Cluster, 50 GiB PostgreSQL volumes).
+MEDIUM_LIVE = KubernetesSnapshot(
+    "banyan",
+    rabbitmq=LiveRabbitMQ("rabbitmq", 3, 20 * GIB, "rabbitmq-server", 3),
+    redis=LiveRedis("redis-node", 3, "cluster", ("data",)),
+    postgres=LivePostgres("postgres", 3, 50 * GIB),
+)
+
+
+def test_a_kubernetes_refusal_registers_nothing_and_names_every_key() -> None:
+    raw, secret = to_engine_config(apply_sets(read_stack_file("prod"), {"tier": "small"}))
+    mocks = CountingMocks()
+    with preflight.use_snapshot(MEDIUM_LIVE), pytest.raises(pulumi.RunError) as caught:
+        render_program(main, raw, project="banyan", stack="prod", secret_keys=secret, mocks=mocks)
+    assert isinstance(caught.value, preflight.PreflightError)
+    message = str(caught.value)
+    assert message.startswith("the Kubernetes cluster (an injected snapshot) already holds what this stack would "
+                              "break (4 problems); nothing was deployed:\n")
+    lines = [line for line in message.splitlines() if line.startswith("  - ")]
+    assert [line.split(" would ")[0] for line in lines] == [
+        '  - banyan:tier: got "small"; RabbitMQ', '  - banyan:tier: got "small"; RabbitMQ\'s volumes',
+        '  - banyan:tier: got "small"; Redis', '  - banyan:tier: got "small"; PostgreSQL\'s volumes']
+    assert "Traceback" not in message
+    # Not even the provider or the namespace: nothing exists that a half-applied `up` could leave behind.
+    assert mocks.registered == []
+
+
+def test_pinning_what_cannot_shrink_leaves_only_the_clusters_to_refuse() -> None:
+    sets = {"tier": "small", "rabbitmq.storage_gib": 20, "postgres.storage_gib": 50}
+    with pytest.raises(preflight.PreflightError) as caught:
+        render_stack("prod", set=sets, cluster=MEDIUM_LIVE)
+    assert "(2 problems)" in str(caught.value)
+    assert "banyan:tier" in str(caught.value) and "volumes" not in str(caught.value)
+
+
+def test_growth_deploys_and_warns_about_the_redis_nodes_to_add() -> None:
+    rendering = render_stack("prod", set={"tier": "large"}, cluster=MEDIUM_LIVE)
+    cluster = next(r for r in rendering.of_type("kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster"))
+    assert cluster.plain_inputs["spec"]["replicas"] == 5
+    assert any(w.startswith("Redis grows from 3 to 6 cluster nodes") for w in rendering.warnings)
+    assert render_stack("prod", set={"tier": "medium"}, cluster=MEDIUM_LIVE).warnings == \
+        render_stack("prod", set={"tier": "medium"}).warnings

@@ -26,7 +26,7 @@ TWO_SERVICES = [
 # (what-if overrides on the dev stack, the key the message must name, a word of what is allowed)
 BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown tier", {"tier": "huge"}, "banyan:tier", "'small', 'medium' or 'large'"),
-    ("unknown target", {"target": "swarm"}, "banyan:target", "'docker' or 'kubernetes'"),
+    ("unknown target", {"target": "nomad"}, "banyan:target", "'docker', 'kubernetes' or 'swarm'"),
     ("unknown top-level key", {"colour": "blue"}, "banyan:colour", "not known"),
     ("negative replicas", {"postgres.replicas": -1}, "banyan:postgres.replicas", "greater than or equal to 0"),
     ("replicas not a number", {"postgres.replicas": "two"}, "banyan:postgres.replicas", "valid integer"),
@@ -56,7 +56,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("replicas that do not divide the nodes", {"tier": "medium", "redis.replicas_per_master": 1},
      "banyan:redis.replicas_per_master", "not whole"),
     ("port not a number", {"gateway.port": "abc"}, "banyan:gateway.port", "valid integer"),
-    ("protect not a flag", {"protect": "maybe"}, "banyan:protect", "valid boolean"),
+    ("protect not a flag", {"protect": "maybe"}, "banyan:protect", "allowed: true or false"),
     ("pool min above max", {"gateway.pool": {"min": 20, "max": 5}}, "banyan:gateway.pool.min", "at most pool.max"),
     ("request above limit", {"gateway.resources": {"requests": {"cpu_millis": 4000}}},
      "banyan:gateway.resources.requests.cpu_millis", "at most the limit"),
@@ -77,6 +77,31 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("image of another PostgreSQL major", {"postgres.image": "postgres:15.8-alpine"}, "banyan:postgres.image",
      "names PostgreSQL 15 but banyan:postgres.version is 16"),
     ("fractional instance count", {"gateway.instances": 2.5}, "banyan:gateway.instances", "fractional"),
+    ("cluster domain not a domain", {"kubernetes.cluster_domain": "Cluster_Local"},
+     "banyan:kubernetes.cluster_domain", "must be a DNS domain in lower case, such as cluster.local"),
+    ("DNS namespace not a name", {"kubernetes.dns_namespace": "kube system"}, "banyan:kubernetes.dns_namespace",
+     "pattern"),
+    ("DNS pod label key with a space", {"kubernetes.dns_pod_labels": {"k8s app": "kube-dns"}},
+     "banyan:kubernetes.dns_pod_labels", "label key 'k8s app' is not a Kubernetes label key"),
+    ("monitoring label value too long", {"monitoring.pod_labels": {"app": "x" * 64}},
+     "banyan:monitoring.pod_labels", "is not a Kubernetes label value"),
+    ("monitoring namespace not a name", {"monitoring.namespace": "Monitoring"}, "banyan:monitoring.namespace",
+     "pattern"),
+    ("API server address with host bits", {"kubernetes.api_server_cidrs": ["10.0.0.1/8"]},
+     "banyan:kubernetes.api_server_cidrs[0]", "must be an address block such as 10.0.0.1/32"),
+    ("liveness path not a path", {"gateway.liveness_path": "live"}, "banyan:gateway.liveness_path", "pattern"),
+    ("gateways computed past the instance limit", {"gateway.expected_peak_rps": 1_000_000},
+     "banyan:gateway.expected_peak_rps", "x 2 headroom = 2000 instances"),
+    ("an instance count and an expected peak", {"gateway.expected_peak_rps": 5000, "gateway.instances": 3},
+     "banyan:gateway.instances", "banyan:gateway.expected_peak_rps (5000) decides the gateway count too"),
+    ("a flag as an instance count", {"services[0].instances": True}, "banyan:services[0].instances",
+     "a flag (true/false) is not a number"),
+    ("a CPU limit above the declared Docker host", {"postgres.resources": {"limits": {"cpu_millis": 12_000}}},
+     "banyan:postgres.resources.limits.cpu_millis", "Docker refuses a CPU limit above the host's CPU count"),
+    ("one host port published twice", {"nginx.port": 15672}, "banyan:rabbitmq.management_host_port",
+     "banyan:nginx.port publishes 15672"),
+    ("RabbitMQ version the image is not", {"rabbitmq.version": "'3.12'"}, "banyan:rabbitmq.image",
+     "but banyan:rabbitmq.version is 3.12"),
 ]
 
 
@@ -167,3 +192,44 @@ def test_provider_namespaces_are_left_to_providers() -> None:
     raw, _ = raw_for({})
     raw["docker:host"] = "unix:///var/run/docker.sock"
     assert load_spec(raw, project="banyan", stack="dev").target == "docker"
+
+
+def test_dns_cluster_domain_and_monitoring_default_to_kubernetes_own_values() -> None:
+    raw, secret = raw_for({}, "prod")
+    spec = load_spec(raw, project="banyan", stack="prod", secret_keys=secret)
+    kube = spec.kubernetes
+    assert (kube.cluster_domain, kube.dns_service, kube.dns_namespace) == ("cluster.local", "kube-dns", "kube-system")
+    assert kube.dns_pod_labels == (("k8s-app", "kube-dns"),)
+    assert kube.dns_host == "kube-dns.kube-system.svc.cluster.local"
+    assert kube.api_server_cidrs is None
+    assert (spec.monitoring.namespace, spec.monitoring.pod_labels) == (
+        "monitoring", (("app.kubernetes.io/name", "prometheus"),))
+    assert spec.gateway.liveness_path is None
+    assert not [w for w in spec.warnings if "kubernetes" in w or "monitoring" in w]
+
+
+def test_dns_cluster_domain_and_monitoring_overrides() -> None:
+    raw, secret = raw_for({"kubernetes.cluster_domain": "corp.internal", "kubernetes.dns_service": "coredns",
+                           "kubernetes.dns_namespace": "dns", "kubernetes.dns_pod_labels": {"b": "2", "a": "1"},
+                           "kubernetes.api_server_cidrs": ["10.0.0.1/32", "fd00::1/128"],
+                           "monitoring.namespace": "observability", "monitoring.pod_labels": {},
+                           "services[0].liveness_path": "/livez"}, "prod")
+    spec = load_spec(raw, project="banyan", stack="prod", secret_keys=secret)
+    kube = spec.kubernetes
+    assert kube.dns_host == "coredns.dns.svc.corp.internal"
+    assert kube.service_host("nginx") == "nginx.banyan.svc.corp.internal"
+    assert kube.dns_pod_labels == (("a", "1"), ("b", "2")), "sorted: inputs stay deterministic"
+    assert kube.api_server_cidrs == ("10.0.0.1/32", "fd00::1/128")
+    assert (spec.monitoring.namespace, spec.monitoring.pod_labels) == ("observability", ())
+    assert spec.services[0].liveness_path == "/livez"
+
+
+def test_kubernetes_only_keys_on_docker_are_ignored_with_a_warning() -> None:
+    raw, secret = raw_for({"kubernetes.cluster_domain": "corp.internal", "monitoring.namespace": "observability",
+                           "gateway.liveness_path": "/livez"})
+    spec = load_spec(raw, project="banyan", stack="dev", secret_keys=secret)
+    assert "banyan:kubernetes only applies to target kubernetes; ignored" in spec.warnings
+    assert "banyan:monitoring.namespace only applies to target kubernetes; ignored" in spec.warnings
+    assert any(w.startswith("banyan:gateway.liveness_path only applies to target kubernetes") for w in spec.warnings)
+    plain, _ = raw_for({})
+    assert not [w for w in load_spec(plain, project="banyan", stack="dev").warnings if "only applies" in w]

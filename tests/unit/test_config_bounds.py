@@ -29,17 +29,23 @@ BOUNDS: dict[str, dict[str, tuple[float, float | None]]] = {
                             "memory_percent": (1, 100)},
     "PoolOverride": {"min": (0, 1000), "max": (1, 1000), "idle_timeout_ms": (1000, 3_600_000)},
     "ServiceConfig": {"instances": (1, 500), "port": (1, 65535), "prefetch": (1, 1000)},
+    "QueueScalingConfig": {"queue_depth": (1, 100_000), "fallback_replicas": (1, 500)},
     "GatewayConfig": {"instances": (1, 500), "port": (1, 65535), "capacity_rps": (1, None),
                       "expected_peak_rps": (1, None), "headroom": (1.0, 10.0)},
     "RateLimitConfig": {"max": (1, None), "window_ms": (1000, None)},
     "CircuitBreakerConfig": {"failure_threshold": (1, None), "success_threshold": (1, None),
                              "recovery_timeout_ms": (100, None)},
+    "BackupConfig": {"retention_days": (1, 3650), "full_backup_hours": (1, 168),
+                     "max_wal_backlog_mib": (64, 1_048_576)},
     "PostgresConfig": {"version": (13, 18), "replicas": (0, 15), "max_connections": (10, 10_000),
                        "storage_gib": (1, 65_536)},
     "RabbitMQConfig": {"nodes": (1, 500), "management_host_port": (1, 65535), "storage_gib": (1, 65_536)},
     "RedisConfig": {"nodes": (1, 500), "replicas_per_master": (0, 5), "storage_gib": (1, 65_536)},
     "NginxConfig": {"port": (1, 65535), "instances": (1, 500), "keepalive_connections": (1, 10_000),
                     "connect_timeout_s": (1, 300), "read_timeout_s": (1, 3600)},
+    "DockerConfig": {"host_cpu_millis": (1000, 1_024_000), "host_memory_mib": (512, 16_777_216)},
+    "MonitoringConfig": {"prometheus_port": (1, 65535), "scrape_interval_s": (1, 300),
+                         "evaluation_interval_s": (1, 300), "retention_days": (1, 3650)},
 }
 
 

@@ -140,7 +140,8 @@ def test_the_rules_look_at_the_stateful_resources_of_prod() -> None:
 
 
 def test_a_first_preview_of_dev_cannot_see_the_pools_and_says_so() -> None:
-    """Before the passwords exist, the containers' env is unknown as a whole: no pass, no failure."""
+    """Before the passwords exist, the env items that hold them are unknown: the services' pools are read, but
+    whether a container with unknown items and no pool is a client is not known: no pass, no failure."""
     report = rules.check_connection_budget(resources("dev", preview=True))
     assert violations(report) == []
     assert any("envs" in u for u in report.unknown)
@@ -497,7 +498,8 @@ def test_the_running_pack_lists_its_policies_as_mandatory(analyzer: Any) -> None
     assert info.name == "banyan"
     names = {p.name: p.enforcementLevel for p in info.policies}
     assert set(names) == {"banyan-pinned-images", "banyan-resource-limits", "banyan-protect-stateful",
-                          "banyan-no-public-ports", "banyan-connection-budget"}
+                          "banyan-no-public-ports", "banyan-connection-budget", "banyan-image-digests",
+                          "banyan-swarm-rollout"}
     assert set(names.values()) == {analyzer_pb2.EnforcementLevel.MANDATORY}
 
 

@@ -16,6 +16,7 @@ import pytest
 from components.postgres import OPERATOR_NAMESPACE, PostgresCluster
 from components.postgres import kubernetes as pgk
 from components.postgres.config import slot_wal_cap_mib
+from model import pins
 from model.spec import PlatformSpec
 from model.tiers import TIERS
 from testkit import RecordedResource, Rendering, Secret, unwrap, walk_plain
@@ -25,12 +26,15 @@ from testkit.netns import traversable
 from tests.helpers import shared_file, spec_for, waited_on_output
 
 NAME = "platform-postgres"
+NAMESPACE_PATCH = "kubernetes:core/v1:NamespacePatch"
 TYPE = "banyan:index:PostgresCluster"
 CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
 POOLER = "kubernetes:postgresql.cnpg.io/v1:Pooler"
 SECRET = "kubernetes:core/v1:Secret"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+OBJECT_STORE = "kubernetes:barmancloud.cnpg.io/v1:ObjectStore"
+SCHEDULED_BACKUP = "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup"
 TIERS_ = ("small", "medium", "large")
 
 # CloudNativePG's FixedConfigurationParameters (pkg/postgres/configuration.go): its webhook rejects a
@@ -58,7 +62,10 @@ POOLER_PARAMETERS_ALLOWED = frozenset({
 })
 # Cluster fields the operator applies in place (scale, resize, reload or rolling restart): a tier change
 # may touch these and nothing else.
-IN_PLACE_FIELDS = ("spec.instances", "spec.resources.", "spec.storage.size", "spec.postgresql.parameters.")
+# The wait for a first seed grows with the instances; pulumi-kubernetes reads it, the operator never does.
+READY_TIMEOUT = "metadata.annotations.pulumi.com/timeoutSeconds"
+IN_PLACE_FIELDS = ("spec.instances", "spec.resources.", "spec.storage.size", "spec.postgresql.parameters.",
+                   READY_TIMEOUT)
 
 
 def render(spec: PlatformSpec) -> Rendering:
@@ -80,6 +87,11 @@ def rendered(tier: str) -> Rendering:
 def only(r: Rendering, type_: str) -> RecordedResource:
     (found,) = r.of_type(type_)
     return found
+
+
+def operator(r: Rendering) -> RecordedResource:
+    """The operator's release (beside it, with backups on, the Barman Cloud plugin's)."""
+    return r.get(RELEASE, f"{NAME}-operator")
 
 
 def leaves(value: Any, path: str = "") -> dict[str, Any]:
@@ -171,7 +183,9 @@ def test_bootstrap_image_storage_and_access(tier: str) -> None:
     assert spec["bootstrap"]["initdb"]["secret"] == {"name": "postgres-app-credentials"}
     assert spec["enableSuperuserAccess"] is False
     assert "superuserSecret" not in spec
-    assert spec["imageName"] == "ghcr.io/cloudnative-pg/postgresql:16.9-standard-bookworm"
+    # The pinned server's operand: CloudNativePG's catalog build, by digest (model/pins.py).
+    assert spec["imageName"] == pins.CNPG_OPERANDS[(16, 15)].ref
+    assert spec["imageName"].startswith("ghcr.io/cloudnative-pg/postgresql:16.15-") and "@sha256:" in spec["imageName"]
     assert "storageClass" not in spec["storage"]
     assert spec["enablePDB"] is True
     assert spec["affinity"]["enablePodAntiAffinity"] is True
@@ -257,13 +271,14 @@ def test_outputs(tier: str) -> None:
 @pytest.mark.parametrize("tier", TIERS_)
 def test_the_operator_release_comes_first(tier: str) -> None:
     r = rendered(tier)
-    release = only(r, RELEASE)
+    release = operator(r)
     inputs = release.plain_inputs
     assert (inputs["chart"], inputs["version"], inputs["namespace"], inputs["name"]) == (
         "cloudnative-pg", pgk.CHART_VERSION, OPERATOR_NAMESPACE, "cnpg")
     assert inputs["repositoryOpts"] == {"repo": "https://cloudnative-pg.github.io/charts"}
     assert inputs["createNamespace"] is True
-    assert release.retain_on_delete and not release.protect
+    # Uninstalling the chart would take its CRDs and every Cluster along: protected like the Cluster itself.
+    assert release.retain_on_delete and release.protect
     secret = only(r, SECRET)
     assert {release.urn, secret.urn} <= set(only(r, CLUSTER).depends_on)
     assert {release.urn, only(r, CLUSTER).urn} <= set(only(r, POOLER).depends_on)
@@ -275,7 +290,7 @@ def test_no_release_when_the_cluster_runs_the_operator() -> None:
     assert r.of_type(RELEASE) == []
     cluster = only(r, CLUSTER)
     assert set(cluster.depends_on) == {r.get("kubernetes:core/v1:Namespace", "namespace").urn,
-                                       only(r, SECRET).urn}
+                                       only(r, SECRET).urn, only(r, OBJECT_STORE).urn}
 
 
 @pytest.mark.parametrize("tier", TIERS_)
@@ -300,15 +315,22 @@ def test_a_tier_change_touches_only_fields_applied_in_place(before: str, after: 
     changed = {p for p in la.keys() | lb.keys() if la.get(p) != lb.get(p)}
     assert changed, "the tiers differ; so must the Cluster"
     assert {p for p in changed if not p.startswith(IN_PLACE_FIELDS)} == set()
-    assert a.plain_inputs["metadata"] == b.plain_inputs["metadata"]
+    def untimed(metadata: dict[str, Any]) -> dict[str, Any]:
+        annotations = {k: v for k, v in metadata["annotations"].items() if k != "pulumi.com/timeoutSeconds"}
+        return {**metadata, "annotations": annotations}
+
+    assert untimed(a.plain_inputs["metadata"]) == untimed(b.plain_inputs["metadata"])
 
 
 @pytest.mark.parametrize("tier", TIERS_)
 def test_the_cluster_is_retained_and_protected_in_prod(tier: str) -> None:
     cluster = only(rendered(tier), CLUSTER)
     assert cluster.retain_on_delete and cluster.protect
-    unprotected = only(render(spec_for("prod", tier=tier, protect=False)), CLUSTER)
+    unprotected_stack = render(spec_for("prod", tier=tier, protect=False))
+    unprotected = only(unprotected_stack, CLUSTER)
     assert unprotected.retain_on_delete and not unprotected.protect
+    for release in unprotected_stack.of_type(RELEASE):
+        assert release.retain_on_delete and not release.protect
 
 
 def test_children_are_named_after_the_component_and_parented_to_it() -> None:
@@ -317,9 +339,13 @@ def test_children_are_named_after_the_component_and_parented_to_it() -> None:
     children = r.children(component)
     assert {(c.type, c.name) for c in children} == {
         (RELEASE, f"{NAME}-operator"), (SECRET, f"{NAME}-app-credentials"), (CLUSTER, f"{NAME}-cluster"),
-        (POOLER, f"{NAME}-pooler"), (PDB, f"{NAME}-pooler-pdb")}
+        (POOLER, f"{NAME}-pooler"), (PDB, f"{NAME}-pooler-pdb"),
+        (RELEASE, f"{NAME}-backup-plugin"), (OBJECT_STORE, f"{NAME}-object-store"),
+        (SCHEDULED_BACKUP, f"{NAME}-scheduled-backup"), (NAMESPACE_PATCH, f"{NAME}-operator-namespace")}
     for c in children:
-        if c.type != RELEASE:
+        if c.type == NAMESPACE_PATCH:
+            assert c.inputs["metadata"]["name"] == "cnpg-system"
+        elif c.type != RELEASE:
             assert c.inputs["metadata"]["namespace"] == "banyan"
 
 
@@ -331,6 +357,8 @@ def test_two_renders_are_identical() -> None:
 
 @pytest.mark.parametrize(("image", "version", "expected"), [
     ("postgres:16.9-alpine", 16, "ghcr.io/cloudnative-pg/postgresql:16.9-standard-bookworm"),
+    ("postgres:16.15-alpine", 16, "ghcr.io/cloudnative-pg/postgresql:16.15-202608170814-standard-bookworm@sha256:"
+     "0d51ec3786f2b3c7022756c32e04cc5d575f4666c51599ef5b08552529bfac6d"),
     ("postgres:17.5", 17, "ghcr.io/cloudnative-pg/postgresql:17.5-standard-bookworm"),
     ("docker.io/library/postgres:18.1-trixie@sha256:" + "a" * 64, 18,
      "ghcr.io/cloudnative-pg/postgresql:18.1-standard-bookworm"),

@@ -49,6 +49,23 @@ def problems(spec: PlatformSpec, snapshot: EngineSnapshot) -> list[str]:
     return [p.render() for p in check(spec, snapshot).problems]
 
 
+# ---- the host's size --------------------------------------------------------------------------------------
+
+def test_a_cpu_or_memory_limit_above_the_host_is_refused_naming_the_part_key() -> None:
+    two_cpus = EngineSnapshot((), cpus=2, memory_bytes=24 << 30)
+    found = problems(spec_for("dev", tier="large"), two_cpus)
+    assert found == ['banyan:postgres.resources.limits.cpu_millis: got 4000; this engine\'s host has 2 CPUs and '
+                     "Docker refuses a container limit above that (the large tier's value unless the key is set); "
+                     "allowed here: at most 2000, or a smaller tier"]
+    assert problems(spec_for("dev", tier="large", postgres__resources__limits__cpu_millis=2000), two_cpus) == []
+    assert problems(spec_for("dev", tier="medium"), two_cpus) == []
+    small_host = EngineSnapshot((), cpus=8, memory_bytes=6 << 30)
+    (line,) = problems(spec_for("dev", tier="large"), small_host)
+    assert line.startswith("banyan:postgres.resources.limits.memory_mib: got 8192; this engine's host has 6144 MiB")
+    # An engine that did not say its size is not judged.
+    assert problems(spec_for("dev", tier="large"), EngineSnapshot(())) == []
+
+
 # ---- host ports -------------------------------------------------------------------------------------------
 
 def test_a_port_published_by_another_stack_is_an_error_naming_key_port_holder_and_remedy() -> None:
@@ -109,8 +126,11 @@ def test_the_engines_list_is_read_as_it_answers() -> None:
 
 # ---- RabbitMQ ---------------------------------------------------------------------------------------------
 
+RABBITMQ_3_13 = {"rabbitmq__image": "rabbitmq:3.13.7-management-alpine", "rabbitmq__version": "'3.13'"}
+
+
 def test_a_rabbitmq_shrink_of_running_nodes_is_refused_with_the_procedure() -> None:
-    (line,) = problems(spec_for("dev", tier="small"), engine(*rabbit(3)))
+    (line,) = problems(spec_for("dev", tier="small", **RABBITMQ_3_13), engine(*rabbit(3)))
     assert line == (
         'banyan:tier: got "small"; RabbitMQ would shrink from 3 nodes to 1 (the small tier\'s count), but '
         "rabbitmq-2, rabbitmq-3 are running as cluster members; removing a node without taking it out of the "
@@ -126,8 +146,11 @@ def test_a_shrink_set_by_the_nodes_key_names_that_key() -> None:
     (line,) = problems(spec_for("dev", tier="large", rabbitmq__nodes=3), engine(*rabbit(5)))
     assert line.startswith("banyan:rabbitmq.nodes: got 3; RabbitMQ would shrink from 5 nodes to 3, but "
                            "rabbitmq-4, rabbitmq-5 are running")
-    # Only a shrink to one node passes through the pause of the last node.
+    # Only a shrink to one node passes through the pause of the last node,
     assert "stop_app" not in line
+    # and only before 4.3, which reads no partition handling (Khepri).
+    (to_one,) = problems(spec_for("dev", tier="small"), engine(*rabbit(3)))
+    assert "forget_cluster_node" in to_one and "stop_app" not in to_one
 
 
 def test_rabbitmq_growth_and_an_unchanged_count_are_allowed() -> None:
@@ -163,8 +186,9 @@ def test_a_redis_mode_change_is_refused_with_the_procedure() -> None:
     (line,) = problems(spec_for("dev", tier="small"), engine(*redis(3)))
     assert line == (
         'banyan:tier: got "small"; Redis would change from a 3-node cluster (redis-node-1, redis-node-2, '
-        "redis-node-3) to 1 node (standalone) (the small tier); a node-count or mode change on a live Redis orphans "
-        "hash slots (or finds a cluster of another shape), so this is refused. Procedure: move the slots off the "
+        "redis-node-3) to 1 node (standalone) (the small tier); a node-count decrease or a mode change on a live "
+        "Redis orphans hash slots (or finds a cluster of another shape), so this is refused (a cluster may grow). "
+        "Procedure: move the slots off the "
         "nodes to remove (`redis-cli --cluster reshard`, then `redis-cli --cluster del-node`) and stop them, or "
         "build a fresh cluster of the new shape and migrate the data (always so for standalone <-> cluster); "
         "allowed now: a 3-node cluster")
@@ -172,10 +196,9 @@ def test_a_redis_mode_change_is_refused_with_the_procedure() -> None:
 
 @pytest.mark.parametrize(("tier", "existing", "old", "new"), [
     ("medium", 6, "a 6-node cluster", "a 3-node cluster"),
-    ("large", 3, "a 3-node cluster", "a 6-node cluster"),
     ("medium", 1, "1 node (standalone)", "a 3-node cluster"),
 ])
-def test_any_redis_node_count_change_on_a_live_redis_is_refused(tier: str, existing: int, old: str,
+def test_a_redis_shrink_or_mode_change_on_a_live_redis_is_refused(tier: str, existing: int, old: str,
                                                                 new: str) -> None:
     (line,) = problems(spec_for("dev", tier=tier), engine(*redis(existing)))
     assert line.startswith(f'banyan:tier: got "{tier}"; Redis would change from {old} (')
@@ -183,9 +206,23 @@ def test_any_redis_node_count_change_on_a_live_redis_is_refused(tier: str, exist
 
 
 def test_the_redis_nodes_key_is_named_when_it_decided() -> None:
-    (line,) = problems(spec_for("dev", tier="medium", redis__nodes=6, redis__replicas_per_master=1),
-                       engine(*redis(3)))
-    assert line.startswith("banyan:redis.nodes: got 6; Redis would change from a 3-node cluster")
+    (line,) = problems(spec_for("dev", tier="large", redis__nodes=3, redis__replicas_per_master=0),
+                       engine(*redis(6)))
+    assert line.startswith("banyan:redis.nodes: got 3; Redis would change from a 6-node cluster")
+
+
+@pytest.mark.parametrize(("tier", "sets", "existing", "shape"), [
+    ("large", {}, 3, "a 6-node cluster (3 masters x 1 replicas)"),
+    ("medium", {"redis__nodes": 4}, 3, "a 4-node cluster (4 masters x 0 replicas)"),
+])
+def test_a_redis_cluster_may_grow_and_the_preview_says_how(tier: str, sets: dict[str, int], existing: int,
+                                                           shape: str) -> None:
+    findings = check(spec_for("dev", tier=tier, **sets), engine(*redis(existing)))
+    assert findings.problems == ()
+    (warning,) = [w for w in findings.warnings if w.startswith("Redis grows")]
+    assert warning.startswith(f"Redis grows from a {existing}-node cluster (") and f"to {shape}:" in warning
+    # Growing a standalone server into a cluster is a mode change, still refused.
+    assert problems(spec_for("dev", tier="medium"), engine(*redis(1)))
 
 
 def test_the_creation_step_is_not_a_node_and_an_unchanged_redis_passes() -> None:
@@ -295,8 +332,10 @@ def test_the_engine_is_read_over_its_socket(fake_engine: tuple[str, list[bytes]]
     listed = [{"Id": "x", "Names": ["/banyan-dev2-nginx"], "State": "running", "Labels": {"banyan.stack": "dev2"},
                "Ports": [{"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}]}]
     replies.append(_http("200 OK", json.dumps(listed).encode()))
+    replies.append(_http("200 OK", json.dumps({"NCPU": 2, "MemTotal": 24 << 30}).encode()))
     snapshot = io.read_engine(path)
     assert [(c.name, c.host_ports) for c in snapshot.containers] == [("banyan-dev2-nginx", frozenset({8080}))]
+    assert (snapshot.cpus, snapshot.memory_bytes) == (2, 24 << 30)
     replies.append(_http("500 Internal Server Error", b'{"message": "boom"}'))
     with pytest.raises(ValueError, match="answered 500"):
         io.read_engine(path)
@@ -329,6 +368,7 @@ def test_outside_mocks_a_refusal_of_the_real_engine_path_is_raised(fake_engine: 
     listed = [{"Id": "x", "Names": ["/other"], "State": "running", "Labels": {},
                "Ports": [{"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}]}]
     replies.append(_http("200 OK", json.dumps(listed).encode()))
+    replies.append(_http("200 OK", b"{}"))
     with pytest.raises(io.PreflightError, match=rf"engine at unix://{path} already holds(.|\n)*container other"):
         io.check_engine(spec_for("dev"), {}, {"DOCKER_HOST": f"unix://{path}"})
 
@@ -343,6 +383,8 @@ def test_a_remote_engine_is_skipped_with_a_warning_that_says_what_was_not_checke
 def test_the_program_reads_the_engine_only_outside_mocks(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
     monkeypatch.setattr(io, "check_engine", lambda spec, raw, environ: calls.append(environ))
+    # The Kubernetes read (tests/unit/test_preflight_kubernetes.py) is not this test's.
+    monkeypatch.setattr(io, "check_cluster", lambda spec, environ: None)
     monkeypatch.setattr(settings, "get_monitor", lambda: None)  # as under `pulumi preview`
     io.run(spec_for("dev"), {})
     assert calls == [os.environ]

@@ -23,6 +23,7 @@ from components.rabbitmq.config import (
     partition_handling,
     render_enabled_plugins,
     render_entrypoint,
+    render_operator_config,
     render_rabbitmq_conf,
 )
 from model.spec import RabbitMQSpec
@@ -96,7 +97,30 @@ def test_every_node_lists_every_node(nodes: int) -> None:
                                                  (5, "pause_minority"), (7, "pause_minority")])
 def test_partition_handling_suits_the_node_count(nodes: int, expected: str) -> None:
     assert partition_handling(nodes) == expected
-    assert as_dict(render_rabbitmq_conf(mq(nodes=nodes)))["cluster_partition_handling"] == expected
+    for version in ("3.10", "3.13", "4.2"):
+        assert as_dict(render_rabbitmq_conf(mq(nodes=nodes, version=version)))["cluster_partition_handling"] == expected
+
+
+@pytest.mark.parametrize("version", ["4.3", "4.4", "5.0"])
+def test_no_partition_handling_where_khepri_replaced_mnesia(version: str) -> None:
+    """4.3 removed Mnesia: the cluster_partition_handling keys are accepted without effect, and its release notes
+    ask to remove them; neither file carries one."""
+    spec = mq(nodes=3, version=version)
+    for conf in (render_rabbitmq_conf(spec), render_operator_config(spec)):
+        assert "cluster_partition_handling" not in conf
+        assert "default_queue_type = quorum" in conf
+
+
+def test_the_entrypoint_enables_every_feature_flag_without_stopping_the_node() -> None:
+    """Upgrades need the previous series' flags enabled (4.x: all of 3.13's; 4.3: all of 4.2's). A refusal (a peer
+    of an older version, mid-upgrade) is logged, never a reason to stop the node."""
+    script = render_entrypoint()
+    body = script[script.index("reconcile() {"):script.index("# A node whose users")]
+    line = next(ln for ln in body.splitlines() if "enable_feature_flag" in ln)
+    assert line.strip() == "if ! ctl enable_feature_flag all >/dev/null 2>&1; then"
+    assert body.index('log "users reconciled"') < body.index("enable_feature_flag")
+    after = body[body.index("enable_feature_flag"):]
+    assert "return 1" not in after.split("fi", 1)[0]
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ from testkit.k8s_check import builtin_problems, crd_problems
 from tests.helpers import shared_file, spec_for, waited_on, waited_on_output
 
 CLUSTER = "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster"
+USER = "kubernetes:rabbitmq.com/v1beta1:User"
+PERMISSION = "kubernetes:rabbitmq.com/v1beta1:Permission"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET = "kubernetes:core/v1:Secret"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
@@ -70,6 +72,19 @@ def mq(**update: Any) -> RabbitMQSpec:
     return spec_for("prod").rabbitmq.model_copy(update=update)
 
 
+def _secret_named(rendering: Rendering, name: str) -> RecordedResource:
+    (found,) = [s for s in rendering.of_type(SECRET) if s.plain_inputs["metadata"]["name"] == name]
+    return found
+
+
+def default_user_secret(rendering: Rendering) -> RecordedResource:
+    return _secret_named(rendering, "rabbitmq-default-user")
+
+
+def app_secret(rendering: Rendering) -> RecordedResource:
+    return _secret_named(rendering, "rabbitmq-banyan-app-credentials")
+
+
 # ---- the custom resource ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tier", TIERS)
@@ -93,7 +108,7 @@ def test_the_crd_check_can_fail() -> None:
 def test_built_in_objects_validate_strictly(tier: str) -> None:
     _, rendering, _ = rendered(tier)
     builtins = [r for r in rendering.resources
-                if r.custom and r.type.startswith("kubernetes:") and r.type not in (CLUSTER, RELEASE)]
+                if r.custom and r.type.startswith("kubernetes:") and r.type not in (CLUSTER, RELEASE, USER, PERMISSION)]
     assert {r.type for r in builtins} >= {SECRET, PDB}
     assert {r.name: builtin_problems(r.inputs) for r in builtins if builtin_problems(r.inputs)} == {}
 
@@ -147,7 +162,8 @@ def test_additional_config_carries_the_docker_broker_settings(tier: str) -> None
     assert {k: docker.get(k) for k in operator} == operator
     assert operator["loopback_users.guest"] == "true"
     assert operator["default_queue_type"] == "quorum"
-    assert operator["cluster_partition_handling"] == ("ignore" if spec.rabbitmq.nodes == 1 else "pause_minority")
+    # 4.3 (the default) has no partition handling left to set (Khepri); older series get the Docker file's.
+    assert "cluster_partition_handling" not in operator
     assert operator["vm_memory_high_watermark.absolute"] == f"{spec.rabbitmq.memory_high_watermark_mib}MiB"
     assert "disk_free_limit.absolute" in operator
     # Peer discovery and listeners are the operator's; the admin comes from the Secret, never from this text.
@@ -176,13 +192,24 @@ def test_quorum_default_only_where_the_version_reads_it() -> None:
 def test_old_brokers_get_the_legacy_startup_probe(image: str, version: str, legacy: bool) -> None:
     annotations = rk.cluster_annotations(mq(image=image, version=version))
     assert (annotations.get(rk.LEGACY_STARTUP_PROBE) == "true") is legacy
-    assert annotations["pulumi.com/waitFor"] == "condition=AllReplicasReady"
+    assert annotations["pulumi.com/waitFor"] == '["condition=AllReplicasReady", "condition=ReconcileSuccess"]'
 
 
-def test_the_default_image_is_annotated_for_the_legacy_probe() -> None:
+def test_the_default_image_uses_the_operators_http_startup_probe() -> None:
+    """The pinned broker (4.3.5) serves /api/health/checks/reached-target-cluster-size: no legacy probe."""
     spec, rendering, _ = rendered()
-    assert spec.rabbitmq.image.startswith("rabbitmq:3.13.")
+    assert spec.rabbitmq.image.startswith("rabbitmq:4.3.")
+    assert rk.LEGACY_STARTUP_PROBE not in the_cluster(rendering).plain_inputs["metadata"]["annotations"]
+
+
+def test_an_older_broker_still_gets_the_legacy_probe() -> None:
+    _, rendering, _ = rendered(rabbitmq__image="rabbitmq:4.2.3-management", rabbitmq__version="\"4.2\"")
     assert the_cluster(rendering).plain_inputs["metadata"]["annotations"][rk.LEGACY_STARTUP_PROBE] == "true"
+
+
+def test_the_operator_enables_every_feature_flag_after_an_upgrade() -> None:
+    _, rendering, _ = rendered()
+    assert cluster_body(rendering)["autoEnableAllFeatureFlags"] is True
 
 
 def test_ports_other_than_the_operators_are_refused() -> None:
@@ -197,8 +224,7 @@ def test_ports_other_than_the_operators_are_refused() -> None:
 
 def test_the_admin_comes_from_a_secret_the_cluster_points_at() -> None:
     spec, rendering, _ = rendered()
-    (secret,) = rendering.of_type(SECRET)
-    assert secret.inputs["metadata"]["name"] == "rabbitmq-default-user"
+    secret = default_user_secret(rendering)
     assert cluster_body(rendering)["secretBackend"] == {"externalSecret": {"name": "rabbitmq-default-user"}}
     data = secret.inputs["stringData"]
     assert isinstance(data, Secret) or all(isinstance(v, Secret) for v in data.values())
@@ -260,11 +286,13 @@ def test_the_operator_is_installed_from_the_pinned_chart_and_the_cluster_waits_f
     (release,) = rendering.of_type(RELEASE)
     inputs = release.plain_inputs
     assert inputs["chart"] == "oci://registry-1.docker.io/cloudpirates/rabbitmq-cluster-operator"
-    assert inputs["version"] == rk.CHART_VERSION == "0.4.0"
+    assert inputs["version"] == rk.CHART_VERSION == "0.6.5"
     assert inputs["namespace"] == rk.OPERATOR_NAMESPACE == "rabbitmq-system"
     assert inputs["createNamespace"] is True
     assert inputs["name"] == "rabbitmq-cluster-operator"
-    assert inputs["values"] == {"msgTopologyOperator": {"enabled": False}}
+    # The Messaging Topology Operator makes the applications' user (chart 0.6.5 values.yaml: msgTopologyOperator.
+    # enabled; its webhook certificate is the chart's own without cert-manager).
+    assert inputs["values"] == {"msgTopologyOperator": {"enabled": True}}
     assert release.urn in the_cluster(rendering).depends_on
     assert release.retain_on_delete, "uninstalling the operator could take its CRD and every cluster along"
     assert release.protect
@@ -275,8 +303,11 @@ def test_no_operator_when_the_cluster_runs_one() -> None:
     assert rendering.of_type(RELEASE) == []
     cluster = the_cluster(rendering)
     (namespace,) = rendering.of_type(NAMESPACE)
-    (secret,) = rendering.of_type(SECRET)
+    secret = default_user_secret(rendering)
     assert set(cluster.depends_on) == {namespace.urn, secret.urn}
+    # The cluster's own Topology Operator makes the user: it waits for the cluster only.
+    (user,) = rendering.of_type(USER)
+    assert set(user.depends_on) == {namespace.urn, cluster.urn, app_secret(rendering).urn}
 
 
 # ---- lifecycle ---------------------------------------------------------------------------------------------------
@@ -284,7 +315,7 @@ def test_no_operator_when_the_cluster_runs_one() -> None:
 @pytest.mark.parametrize("protect", [True, False])
 def test_the_cluster_and_its_secret_are_retained_and_protected_as_the_stack_says(protect: bool) -> None:
     _, rendering, _ = rendered("medium", protect=protect)
-    for resource in (the_cluster(rendering), *rendering.of_type(SECRET)):
+    for resource in (the_cluster(rendering), default_user_secret(rendering)):
         assert resource.retain_on_delete
         assert resource.protect is protect
     (namespace,) = rendering.of_type(NAMESPACE)
@@ -330,6 +361,67 @@ def test_outputs_name_the_client_service() -> None:
     assert seen["port"] == component.outputs["port"] == 5672
     assert seen["management_port"] == component.outputs["management_port"] == 15672
     assert seen["management_url"] is None and component.outputs.get("management_url") is None
-    assert len(seen["wait_on"]) == len(waited_on_output(component)) == 1
+    # The cluster, then the applications' User and Permission (ready once RabbitMQ has them).
+    assert len(seen["wait_on"]) == len(waited_on_output(component)) == 3
     for child in rendering.children(component):
         assert child.name.startswith("platform-rabbitmq-")
+
+
+# ---- the applications' user (Messaging Topology Operator) ---------------------------------------------------------
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_app_user_and_its_permission_validate_against_the_topology_operator_crds(tier: str) -> None:
+    crd_dir = shared_file("schemas", "crds")
+    _, rendering, _ = rendered(tier)
+    (user,) = rendering.of_type(USER)
+    (permission,) = rendering.of_type(PERMISSION)
+    assert crd_problems(user.inputs, crd_dir) == []
+    assert crd_problems(permission.inputs, crd_dir) == []
+    assert builtin_problems(app_secret(rendering).inputs) == []
+
+
+def test_the_apps_user_has_its_vhost_only_no_tags_and_its_own_generated_password() -> None:
+    _, rendering, _ = rendered()
+    cluster = the_cluster(rendering)
+    (release,) = rendering.of_type(RELEASE)
+    (user,) = rendering.of_type(USER)
+    (permission,) = rendering.of_type(PERMISSION)
+    secret = app_secret(rendering)
+    body = user.plain_inputs["spec"]
+    # No tags: AMQP only; the management UI and HTTP API refuse it.
+    assert body == {"rabbitmqClusterReference": {"name": "rabbitmq"},
+                    "importCredentialsSecret": {"name": "rabbitmq-banyan-app-credentials"}, "tags": []}
+    assert permission.plain_inputs["spec"] == {
+        "rabbitmqClusterReference": {"name": "rabbitmq"},
+        "userReference": {"name": user.plain_inputs["metadata"]["name"]},
+        "vhost": "/",
+        "permissions": {"configure": ".*", "write": ".*", "read": ".*"},
+    }
+    # The keys the operator imports (users.rabbitmq.com: `username`, and `password` when there is no
+    # passwordHash), as secrets; the password is the generated rabbitmq-app one, not the admin's.
+    data = secret.inputs["stringData"]
+    assert isinstance(data, Secret) or all(isinstance(v, Secret) for v in data.values())
+    assert unwrap(data) == {"username": "banyan-app", "password": mock_secret_value("secrets-rabbitmq-app")}
+    assert unwrap(data)["password"] != mock_secret_value("secrets-rabbitmq-admin")
+    # Made once the operator, its CRDs and the cluster exist; `pulumi up` waits until the operator says Ready.
+    assert {cluster.urn, release.urn, secret.urn} <= set(user.depends_on)
+    assert user.urn in permission.depends_on
+    for obj in (user, permission):
+        assert obj.plain_inputs["metadata"]["annotations"] == {"pulumi.com/waitFor": '["condition=Ready"]'}
+        assert obj.plain_inputs["metadata"]["namespace"] == cluster.plain_inputs["metadata"]["namespace"]
+    # The operator refuses a change of a Permission's user or vhost: such a change replaces it.
+    assert set(permission.replace_on_changes) == {"spec.vhost", "spec.userReference"}
+    assert permission.delete_before_replace
+
+
+def test_the_user_helper_takes_any_user_tags_and_permissions() -> None:
+    """The same helper makes other users (a read-only `monitoring` user for a metrics scraper)."""
+    spec = mq()
+    assert rk.user_spec(spec, "banyan-monitoring", ("monitoring",))["tags"] == ["monitoring"]
+    read_only = rk.VhostPermissions(configure="^$", write="^$", read=".*")
+    assert rk.permission_spec(spec, "banyan-monitoring", read_only)["permissions"] == {
+        "configure": "^$", "write": "^$", "read": ".*"}
+    with pytest.raises(ValueError, match=r"unknown tags.*monitoring"):
+        rk.user_spec(spec, "x", ("monitor",))
+    with pytest.raises(ValueError, match="DNS label"):
+        rk.user_object_name(spec, "Not_A_Name")

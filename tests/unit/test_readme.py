@@ -17,7 +17,7 @@ from tooling import docs
 README = (PROJECT_DIR / "README.md").read_text()
 
 
-@pytest.mark.parametrize(("begin", "end", "make"), docs.BLOCKS, ids=["config-reference", "tier-table"])
+@pytest.mark.parametrize(("begin", "end", "make"), docs.BLOCKS, ids=["config-reference", "tier-table", "pins"])
 def test_generated_blocks_match_the_code(begin: str, end: str, make: Callable[[], str]) -> None:
     start, stop = README.index(begin), README.index(end) + len(end)
     assert README[start:stop] == make(), "README is stale: run `python -m tooling.docs`"

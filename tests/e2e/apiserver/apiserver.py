@@ -268,7 +268,8 @@ class Client:
 
     def _established(self, crd: Mapping[str, Any]) -> bool:
         response = self.get(crd)
-        conditions = response.body.get("status", {}).get("conditions", []) if response.ok else []
+        # A CRD just created may carry `conditions: null` until the server has judged its names.
+        conditions = (response.body.get("status") or {}).get("conditions") or [] if response.ok else []
         return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
     def gone(self, obj: Mapping[str, Any]) -> bool:

@@ -47,6 +47,15 @@ from tests.e2e.apiserver.apiserver import (
 
 STACK = "prod"
 TIERS = ("small", "medium", "large")
+# Stacks beyond the tiers' own, dry-run applied like them: every service scaled on queue depth by KEDA (a
+# ScaledObject in place of its HPA, the TriggerAuthentication, the monitoring user's User and Permission).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "large-queue-scaling": {"tier": "large", "services[0].queue_scaling.enabled": True,
+                            "services[1].queue_scaling.enabled": True,
+                            "services[1].queue_scaling.queues": ["service.order-service.commands.PlaceOrder"]},
+    # The monitoring part: its PodMonitors and PrometheusRule (the Prometheus Operator's CRDs are installed).
+    "large-monitoring": {"tier": "large", "monitoring.enabled": True},
+}
 FIELD_MANAGER = "banyan-e2e"
 # What the controller manager would create in a new namespace; none runs here.
 NAMESPACE_MANAGER = "banyan-e2e-namespace"
@@ -95,7 +104,7 @@ def _render_stack() -> Callable[..., Any]:
 
 @cache
 def rendered(tier: str) -> tuple[StackObject, ...]:
-    rendering = _render_stack()(STACK, set={"tier": tier})
+    rendering = _render_stack()(STACK, set=VARIANTS.get(tier, {"tier": tier}))
     objects = []
     for resource in rendering.resources:
         if not resource.type.startswith("kubernetes:") or resource.type == HELM_RELEASE:
@@ -182,11 +191,11 @@ def _case(test: str, case_id: str, *values: Any) -> Any:
 
 
 def dry_run_cases() -> list[Any]:
-    return [_case("dry_run", f"{tier}-{o.key}", tier, o.key) for tier in TIERS for o in rendered(tier)]
+    return [_case("dry_run", f"{tier}-{o.key}", tier, o.key) for tier in (*TIERS, *VARIANTS) for o in rendered(tier)]
 
 
 def pod_cases() -> list[Any]:
-    return [_case("pod", f"{tier}-{o.key}", tier, o.key) for tier in TIERS for o in rendered(tier)
+    return [_case("pod", f"{tier}-{o.key}", tier, o.key) for tier in (*TIERS, *VARIANTS) for o in rendered(tier)
             if pod_for(o) is not None]
 
 
@@ -358,6 +367,9 @@ def test_every_tier_renders_objects_for_the_server() -> None:
         kinds = {o.kind for o in rendered(tier)}
         assert {"Namespace", "Deployment", "StatefulSet", "Cluster", "RabbitmqCluster"} <= kinds, (tier, kinds)
         assert all(o.manifest["metadata"].get("name") for o in rendered(tier))
+    kinds = {o.kind for o in rendered("large-queue-scaling")}
+    assert {"ScaledObject", "TriggerAuthentication", "User", "Permission"} <= kinds, kinds
+    assert "HorizontalPodAutoscaler/user-service" not in {o.key for o in rendered("large-queue-scaling")}
 
 
 @pytest.mark.parametrize("tier", TIERS)
