@@ -125,7 +125,7 @@ def _replaced_together(spec: PlatformSpec, mine: Sequence[EngineContainer], dige
     orders no replacement after another's health. Two or more running nodes at once is an outage of the
     part (RabbitMQ loses its quorum queues' majority; Redis the changed masters' slots), so the preview says
     so and gives the rolling procedure, one node per `pulumi up --target`."""
-    found = []
+    found = _rabbitmq_grown_while_replaced(spec, mine, digests)
     for part, pattern in ((spec.rabbitmq.name, rf"{re.escape(spec.rabbitmq.name)}-(\d+)"),
                           (spec.redis.name, rf"{re.escape(spec.redis.name)}-node-(\d+)")):
         changed = [c for c in _nodes(mine, part, pattern) if c.live and _instance(c) in digests
@@ -147,6 +147,26 @@ def _replaced_together(spec: PlatformSpec, mine: Sequence[EngineContainer], dige
             "(measured in tests/e2e/docker/test_day2.py: no confirmed message lost, no failed request on the "
             "other masters)")
     return found
+
+
+def _rabbitmq_grown_while_replaced(spec: PlatformSpec, mine: Sequence[EngineContainer],
+                                   digests: Mapping[str, str]) -> list[str]:
+    """New RabbitMQ nodes created in the same `up` that replaces the running ones: a fresh node that finds no
+    running peer retries 10 x 500 ms (RabbitMQ's discovery_retry_limit and interval), then starts as a blank
+    standalone node, a cluster of its own that never joins (seen on the engine in tests/e2e/docker). Growing
+    in a second `up`, with the replaced nodes back, avoids it."""
+    rabbit = spec.rabbitmq
+    live = [c for c in _nodes(mine, rabbit.name, rf"{re.escape(rabbit.name)}-(\d+)") if c.live]
+    changed = [c for c in live if _instance(c) in digests
+               and c.labels.get(CONFIG_LABEL) not in (None, digests[_instance(c)])]
+    new = [i for i in rabbit.instance_names if i not in {_instance(c) for c in live}]
+    if not (live and changed and new):
+        return []
+    targets = " ".join(f"--target '**docker:index/container:Container::*{_instance(c)}'" for c in changed)
+    return [f"{rabbit.name}: this update replaces the running nodes {_names(changed)} and creates {', '.join(new)} "
+            "at the same time; a new node that finds no running peer within about 5 s starts as a cluster of its own "
+            f"and never joins. Replace the running nodes first (`pulumi up {targets}`, or one at a time as below), "
+            "wait until they are healthy, then run a plain `pulumi up` to add the new nodes"]
 
 
 # ---- the host's size -------------------------------------------------------------------------------------

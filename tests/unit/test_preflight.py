@@ -419,6 +419,22 @@ def test_a_config_change_of_several_running_nodes_is_warned_with_the_rolling_pro
     assert changed.problems == (), "a warning, not a refusal: the outage may be acceptable"
 
 
+def test_new_rabbitmq_nodes_beside_replaced_ones_are_warned_to_grow_in_a_second_up() -> None:
+    spec = spec_for("dev", tier="large")
+    digests = io.node_digests(spec)
+    stale = check(spec, engine(*labelled(rabbit(3), "0" * 16)), digests)
+    [warning] = [w for w in stale.warnings if "starts as a cluster of its own" in w]
+    assert warning.startswith("rabbitmq: this update replaces the running nodes rabbitmq-1, rabbitmq-2, rabbitmq-3 "
+                              "and creates rabbitmq-4, rabbitmq-5 at the same time")
+    assert "--target '**docker:index/container:Container::*rabbitmq-1'" in warning
+    # Growth alone (the running nodes keep their config) or a replacement alone is not this case.
+    current = check(spec, engine(*labelled(rabbit(3), digests["rabbitmq-1"])), digests)
+    assert not [w for w in current.warnings if "cluster of its own" in w]
+    same_count = check(spec_for("dev", tier="medium"), engine(*labelled(rabbit(3), "0" * 16)),
+                       io.node_digests(spec_for("dev", tier="medium")))
+    assert not [w for w in same_count.warnings if "cluster of its own" in w]
+
+
 def test_one_changed_node_or_a_node_without_the_label_is_no_warning() -> None:
     spec = spec_for("dev", tier="medium")
     digests = io.node_digests(spec)
