@@ -3,6 +3,8 @@ container carries (its environment, its uploaded files)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -64,3 +66,13 @@ def uploads(container: RecordedResource) -> dict[str, Upload]:
     """Every file a Docker container ships: path -> (exact content, executable)."""
     return {u["file"]: Upload(u["content"], bool(u.get("executable")))
             for u in unwrap(container.inputs).get("uploads") or []}
+
+
+def promtool() -> str:
+    """Debian's promtool (package prometheus); a skip without it, a failure where the servers are required."""
+    found = shutil.which("promtool")
+    if found:
+        return found
+    if os.environ.get("BANYAN_REQUIRE_SERVERS") == "1":
+        pytest.fail("BANYAN_REQUIRE_SERVERS=1 but promtool is not installed (Debian package prometheus)")
+    pytest.skip("promtool is not installed (Debian package prometheus)")

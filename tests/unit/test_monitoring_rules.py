@@ -19,6 +19,7 @@ import yaml
 from components.monitoring import config as mc
 from model.spec import PlatformSpec
 from model.thresholds import ACTIONS
+from tests.helpers import promtool as _promtool
 from tests.helpers import spec_for
 
 MTAIL = "banyan-local/mtail:bookworm-3.0.0"
@@ -34,16 +35,6 @@ STACKS: dict[str, tuple[str, dict[str, Any]]] = {
     # The prod stack (large).
     "kubernetes-large": ("prod", {"monitoring.enabled": True}),
 }
-
-
-def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found:
-        return found
-    if os.environ.get("BANYAN_REQUIRE_SERVERS") == "1":
-        pytest.fail("BANYAN_REQUIRE_SERVERS=1 but promtool is not installed (Debian package prometheus)")
-    pytest.skip("promtool is not installed (Debian package prometheus)")
-    raise AssertionError("unreachable")
 
 
 def _spec(name: str) -> PlatformSpec:

@@ -24,6 +24,7 @@ from model.spec import PlatformSpec
 from testkit import Secret, unwrap
 from testkit.k8s_check import crd_problems
 from tests.helpers import env_of, shared_file, spec_for, uploads
+from tests.helpers import promtool as _promtool
 from tooling import drill
 
 IMAGE = "banyan-local/postgres:16.9"
@@ -393,19 +394,6 @@ def test_env_of_the_backup_container_carries_no_key_without_s3() -> None:
 
 
 # ---- the rules as Prometheus evaluates them (promtool, Debian's prometheus package) -------------------------------
-
-
-def _promtool() -> str:
-    import os
-    import shutil
-
-    found = shutil.which("promtool")
-    if found:
-        return found
-    if os.environ.get("BANYAN_REQUIRE_SERVERS") == "1":
-        pytest.fail("BANYAN_REQUIRE_SERVERS=1 but promtool is not installed (Debian package prometheus)")
-    pytest.skip("promtool is not installed (Debian package prometheus)")
-    raise AssertionError("unreachable")
 
 
 def _promtool_cases(spec: PlatformSpec) -> list[dict[str, Any]]:
