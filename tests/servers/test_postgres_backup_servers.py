@@ -227,6 +227,12 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
                f"{backup.stdout(['pgbackrest', 'version']).split()[-1]}) done {time.monotonic() - started:.2f} s "
                "after it started")
 
+        # A point-in-time restore starts from a backup that stopped before the target, and pgBackRest records
+        # stop times in whole seconds: the first batch begins once the server's clock is past the newest
+        # backup's recorded stop (a restore would otherwise find "no backup set with stop time less than" it).
+        newest_stop = max(int(b["timestamp"]["stop"]) for b in _backups(backup))
+        wait_until(lambda: primary.sql(f"SELECT clock_timestamp() > to_timestamp({newest_stop + 1})") == "t",
+                   timeout=10, what="the clock to pass the newest backup's recorded stop")
         # Writes continue after the backup; a time is taken between two batches.
         primary.sql("CREATE TABLE orders (id bigint PRIMARY KEY, note text NOT NULL)", database)
         primary.sql(f"INSERT INTO orders SELECT g, 'before' FROM generate_series(1, {ROWS_BEFORE}) g", database)
