@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from testkit import RecordedResource, Rendering, netns, render_stack, unwrap
+from testkit import RecordedResource, Rendering, netns, render_stack, unwrap, version_sets
 
 TIER = "medium"
 SIDES = ("ours", "stock")
@@ -49,18 +48,7 @@ class Versions:
 
     def stack_sets(self) -> dict[str, object]:
         """What the stack config must say so the files are rendered for these servers (as tests/servers does)."""
-        sets: dict[str, object] = {"tier": TIER}
-        if self.postgres:
-            sets["postgres.version"] = self.postgres
-            sets["postgres.image"] = f"postgres:{self.postgres}-alpine"
-        # Quoted: --set values are read as YAML, where 3.10 would be the number 3.1.
-        if self.rabbitmq:
-            sets["rabbitmq.version"] = json.dumps(".".join(self.rabbitmq.split(".")[:2]))
-            sets["rabbitmq.image"] = f"rabbitmq:{self.rabbitmq}-management-alpine"
-        if self.redis:
-            sets["redis.version"] = json.dumps(".".join(self.redis.split(".")[:2]))
-            sets["redis.image"] = f"redis:{self.redis}-alpine"
-        return sets
+        return {"tier": TIER, **version_sets(postgres=self.postgres, rabbitmq=self.rabbitmq, redis=self.redis)}
 
 
 @cache

@@ -505,3 +505,24 @@ def resolve_output(output: Any) -> Any:
     if not _sync_await(out.is_known()):
         raise ValueError("the output is unknown until the resource is created")
     return _sync_await(out.future())
+
+
+def version_sets(*, postgres: str | int | None = None, rabbitmq: str | None = None, redis: str | None = None,
+                 nginx: str | None = None) -> dict[str, object]:
+    """What a stack's config must say so its files are rendered for these server versions (`postgres` a major
+    or a full version; the others full versions), with image references that name the same versions (the
+    resolver checks image tag and version agree; nothing pulls them). Values as `--set` takes them: quoted
+    where YAML would read 3.10 as the number 3.1."""
+    sets: dict[str, object] = {}
+    if postgres:
+        sets["postgres.version"] = int(str(postgres).split(".")[0])
+        sets["postgres.image"] = f"postgres:{postgres}-alpine"
+    if rabbitmq:
+        sets["rabbitmq.version"] = json.dumps(".".join(rabbitmq.split(".")[:2]))
+        sets["rabbitmq.image"] = f"rabbitmq:{rabbitmq}-management-alpine"
+    if redis:
+        sets["redis.version"] = json.dumps(".".join(redis.split(".")[:2]))
+        sets["redis.image"] = f"redis:{redis}-alpine"
+    if nginx:
+        sets["nginx.image"] = f"nginx:{nginx}-alpine"
+    return sets

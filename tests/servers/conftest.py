@@ -13,7 +13,6 @@ Without root, namespaces or a server, these tests skip and say why; with BANYAN_
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import shutil
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit import RecordedResource, Rendering, netns, render_stack
+from testkit import RecordedResource, Rendering, netns, render_stack, version_sets
 from tests.helpers import uploads
 
 REPORT: list[str] = []
@@ -83,23 +82,7 @@ class ServerVersions:
 
     def stack_sets(self) -> dict[str, object]:
         """What the stack config must say so the files are rendered for these servers."""
-        sets: dict[str, object] = {}
-        if self.postgres:
-            sets["postgres.version"] = self.postgres
-            # The image must name the same major version (the resolver checks they agree).
-            sets["postgres.image"] = f"postgres:{self.postgres}-alpine"
-        # Quoted: --set values are read as YAML, where 3.10 would be the number 3.1.
-        # The images name the same versions too (the resolver checks image tag and version agree); nothing here
-        # pulls them, they only make the rendered stack say which server it was rendered for.
-        if self.rabbitmq:
-            sets["rabbitmq.version"] = json.dumps(".".join(self.rabbitmq.split(".")[:2]))
-            sets["rabbitmq.image"] = f"rabbitmq:{self.rabbitmq}-management-alpine"
-        if self.redis:
-            sets["redis.version"] = json.dumps(".".join(self.redis.split(".")[:2]))
-            sets["redis.image"] = f"redis:{self.redis}-alpine"
-        if self.nginx:
-            sets["nginx.image"] = f"nginx:{self.nginx}-alpine"
-        return sets
+        return version_sets(postgres=self.postgres, rabbitmq=self.rabbitmq, redis=self.redis, nginx=self.nginx)
 
 
 @cache

@@ -39,7 +39,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from testkit import RecordedResource, Rendering, Unknown, unwrap
+from testkit import RecordedResource, Rendering, Unknown, unwrap, version_sets
 
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
@@ -1069,23 +1069,8 @@ def local_images(engine: Engine, release: str | None = None) -> dict[str, LocalI
 def local_stack_sets(images: Mapping[str, LocalImage]) -> dict[str, object]:
     """Stack overrides that render the config files for the local servers' versions (as tests/servers does),
     with image references that name those versions; `image_mapping` then maps them to the local tags."""
-    sets: dict[str, object] = {}
-    if "postgres" in images:
-        version = images["postgres"].version
-        sets["postgres.version"] = int(version.split(".")[0])
-        sets["postgres.image"] = f"postgres:{version}-alpine"
-    if "rabbitmq" in images:
-        version = images["rabbitmq"].version
-        # Quoted: --set values are read as YAML, where 3.10 would be the number 3.1.
-        sets["rabbitmq.version"] = json.dumps(".".join(version.split(".")[:2]))
-        sets["rabbitmq.image"] = f"rabbitmq:{version}-management-alpine"
-    if "redis" in images:
-        version = images["redis"].version
-        sets["redis.version"] = json.dumps(".".join(version.split(".")[:2]))
-        sets["redis.image"] = f"redis:{version}-alpine"
-    if "nginx" in images:
-        sets["nginx.image"] = f"nginx:{images['nginx'].version}-alpine"
-    return sets
+    version = {part: images[part].version for part in ("postgres", "rabbitmq", "redis", "nginx") if part in images}
+    return version_sets(**version)
 
 
 def image_refs(rendering: Rendering) -> list[str]:
