@@ -30,13 +30,15 @@ def _require_redis() -> None:
         pytest.skip(f"{', '.join(missing)} not installed (Debian: redis-server, libc-bin)")
 
 
-def _free_port() -> int:
-    """A loopback port that is free, with its cluster bus port (+10000) free too."""
+def _free_port(taken: set[int]) -> int:
+    """A loopback port that is free, with its cluster bus port (+10000) free too, and neither of them among
+    `taken` (the ports and bus ports of the servers started just before, which may not have bound yet: a
+    port handed out twice made two node names point at one server, seen in a CI run)."""
     for _ in range(100):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port + 10_000 > 65_535:
+        if port + 10_000 > 65_535 or {port, port + 10_000} & taken:
             continue
         with socket.socket() as s, contextlib.suppress(OSError):
             s.bind(("127.0.0.1", port + 10_000))
@@ -62,9 +64,11 @@ def _wait(condition: Any, what: str, timeout_s: float = 20) -> None:
 def _servers(tmp: Path, count: int, *extra: str) -> Iterator[list[int]]:
     ports: list[int] = []
     procs: list[subprocess.Popen[bytes]] = []
+    taken: set[int] = set()
     try:
         for i in range(count):
-            port = _free_port()
+            port = _free_port(taken)
+            taken |= {port, port + 10_000}
             data = tmp / f"node-{i}"
             data.mkdir()
             procs.append(subprocess.Popen(
