@@ -53,6 +53,16 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class HostMount:
+    """A path of the Docker host bind-mounted into the container, read-only unless said otherwise (an agent that
+    reads the host, such as cAdvisor)."""
+
+    host_path: str
+    path: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class Published:
     """A port published on the Docker host; loopback unless the part is the public edge."""
 
@@ -127,6 +137,7 @@ def container(
     entrypoint: Sequence[str] | None = None,
     uploads: Sequence[Upload] = (),
     mounts: Sequence[Mount] = (),
+    host_mounts: Sequence[HostMount] = (),
     published: Sequence[Published] = (),
     depends_on: Sequence[pulumi.Resource] = (),
     restart: str = "unless-stopped",
@@ -173,6 +184,9 @@ def container(
         volumes=[
             docker.ContainerVolumeArgs(volume_name=m.volume.name, container_path=m.path)
             for m in sorted(mounts, key=lambda m: m.path)
+        ] + [
+            docker.ContainerVolumeArgs(host_path=h.host_path, container_path=h.path, read_only=h.read_only or None)
+            for h in sorted(host_mounts, key=lambda h: h.path)
         ] or None,
         ports=[
             docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip, protocol="tcp")

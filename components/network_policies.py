@@ -13,12 +13,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.monitoring import config as mc
 from components.postgres import backup_kubernetes as postgres_backup_k8s
 from components.postgres import kubernetes as postgres_k8s
 from components.rabbitmq import kubernetes as rabbitmq_k8s
 from components.redis import kubernetes as redis_k8s
 from components.target import KubernetesTarget
 from model.spec import PlatformSpec
+from model.thresholds import nginx_metrics, redis_metrics
 
 # Operators reach their clusters' pods from their own namespaces: CloudNativePG its instances' status API (8000)
 # and PostgreSQL (its documentation asks for both), the RabbitMQ Cluster Operator the management API (15672).
@@ -133,6 +135,10 @@ def ingress_rules(spec: PlatformSpec) -> list[Rule]:
         Rule("rabbitmq", (rabbitmq_k8s.PROMETHEUS_PORT,), (monitoring,)),
         Rule("redis", (spec.redis.port,), (*apps, Peer(part=redis_k8s.CREATE_PART))),
         Rule("redis", _redis_peer_ports(spec), (Peer(part="redis"),)),
+        # The monitoring part's sidecars, only where they run (their exporters reach Redis and take Nginx's log on
+        # the pod's loopback, which no policy governs).
+        *([Rule("redis", (mc.REDIS_EXPORTER_PORT,), (monitoring,))] if redis_metrics(spec) else []),
+        *([Rule("nginx", (mc.MTAIL_PORT,), (monitoring,))] if nginx_metrics(spec) else []),
     ]
 
 

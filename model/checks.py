@@ -15,7 +15,7 @@ from model.config import NAMESPACE, StackConfig, Target
 from model.errors import ConfigProblem
 from model.images import parse_image
 from model.spec import PlatformSpec, ResourceSpec
-from model.thresholds import monitoring_warnings
+from model.thresholds import monitoring_warnings, nginx_metrics, redis_metrics
 
 
 def _problem(key: str, value: object, allowed: str) -> ConfigProblem:
@@ -263,6 +263,12 @@ def kubernetes_objects(spec: PlatformSpec) -> list[KubeObject]:
         # components/monitoring/kubernetes.py: a PodMonitor per scraped part, one PrometheusRule.
         add("monitoring.enabled", "true", "banyan:monitoring", ("PodMonitor", pg), ("PodMonitor", mq),
             ("PrometheusRule", f"{spec.project}-alerts"))
+        # The sidecars' monitors, and mtail's program (the Nginx pods mount it).
+        if redis_metrics(spec):
+            add("monitoring.enabled", "true", "banyan:monitoring", ("PodMonitor", rd))
+        if nginx_metrics(spec):
+            add("monitoring.mtail_image", str(spec.monitoring.mtail_image), "banyan:monitoring",
+                ("PodMonitor", ng), ("ConfigMap", f"{ng}-mtail-*"))
     add("kubernetes.namespace", spec.kubernetes.namespace, "banyan",
         ("NetworkPolicy", "default-deny-ingress"), ("NetworkPolicy", "default-deny-egress"))
     return objs

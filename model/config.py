@@ -550,7 +550,8 @@ class MonitoringConfig(Model):
 
     enabled: Bool = False
     """Deploy the monitoring part. Off by default: on Docker it adds containers and gives Nginx a second access
-    log (its container is replaced once); on Kubernetes its objects need the Prometheus Operator's CRDs."""
+    log (its container is replaced once); on Kubernetes its objects need the Prometheus Operator's CRDs, and it adds
+    a sidecar to the Redis pods (and, with `mtail_image`, the Nginx pods), which roll once, one pod at a time."""
     namespace: Name = "monitoring"
     """Namespace the scrapers run in (Kubernetes)."""
     pod_labels: Labels = {"app.kubernetes.io/name": "prometheus"}

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from model.errors import ConfigProblem
 from model.preflight import Findings, count_key
 from model.spec import PlatformSpec
+from model.thresholds import nginx_metrics, redis_metrics
 from model.tiers import TIERS
 
 # The annotation the stack writes on the Redis StatefulSet (components/redis/kubernetes.py): the mode the nodes
@@ -35,6 +36,10 @@ REDIS_MODE_ANNOTATION = "banyan/redis-mode"
 # The port name a cluster-mode node exposes for the cluster bus: the mode of a StatefulSet made before the
 # annotation existed.
 REDIS_BUS_PORT_NAME = "cluster-bus"
+# The monitoring part's sidecars (components/monitoring/kubernetes.py): the Redis exporter in every Redis pod, mtail
+# in every Nginx pod. Whether the live Redis pods carry the exporter tells a preview that they are about to roll.
+REDIS_EXPORTER_CONTAINER = "redis-exporter"
+MTAIL_CONTAINER = "mtail"
 # The RabbitMQ Cluster Operator's names: the label that pauses its reconciliation, its StatefulSet's claim.
 RABBITMQ_PAUSE_LABEL = "rabbitmq.com/pauseReconciliation"
 RABBITMQ_CLAIM = "persistence"
@@ -93,6 +98,8 @@ class LiveRedis:
     mode: Literal["standalone", "cluster"]
     # Its volume claim templates (a pod's claim is `<template>-<pod>`).
     claims: tuple[str, ...] = ()
+    # Whether its pods carry the monitoring part's Redis exporter.
+    exporter: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,9 @@ def _redis(statefulset: Mapping[str, Any]) -> LiveRedis:
         pod = ((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}
         ports = [p.get("name") for c in pod.get("containers") or [] for p in c.get("ports") or []]
         mode = "cluster" if REDIS_BUS_PORT_NAME in ports or replicas > 1 else "standalone"
-    return LiveRedis(str(statefulset["metadata"]["name"]), replicas, mode, persistence_claims(statefulset))
+    pod = ((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}
+    exporter = any(c.get("name") == REDIS_EXPORTER_CONTAINER for c in pod.get("containers") or [])
+    return LiveRedis(str(statefulset["metadata"]["name"]), replicas, mode, persistence_claims(statefulset), exporter)
 
 
 def _postgres(cluster: Mapping[str, Any]) -> LivePostgres:
@@ -213,6 +222,7 @@ def check(spec: PlatformSpec, snapshot: KubernetesSnapshot) -> Findings:
         problems += _rabbitmq_rules(spec, snapshot.namespace, snapshot.rabbitmq, warnings)
     if snapshot.redis is not None:
         problems += _redis_rules(spec, snapshot.namespace, snapshot.redis, warnings)
+        warnings += _redis_exporter_roll(spec, snapshot.redis)
     if snapshot.postgres is not None:
         problems += _postgres_rules(spec, snapshot.postgres)
         problems += _postgres_restore(spec, snapshot.namespace, snapshot.postgres)
@@ -321,6 +331,21 @@ def _redis_rules(spec: PlatformSpec, namespace: str, live: LiveRedis, warnings: 
         f"<member ip>:{red.port}` for each new node (with `--cluster-slave` for a replica), then "
         f"`redis-cli --cluster rebalance <member ip>:{red.port} --cluster-use-empty-masters`, and `pulumi up` again")
     return []
+
+
+def _redis_exporter_roll(spec: PlatformSpec, live: LiveRedis) -> list[str]:
+    """Turning the monitoring part on or off adds or removes the Redis exporter sidecar: a new pod template, which
+    restarts the running nodes (and Nginx's pods, for mtail), one pod at a time."""
+    wanted = redis_metrics(spec)
+    if live.replicas == 0 or wanted == live.exporter:
+        return []
+    change = "adds the Redis exporter sidecar to" if wanted else "removes the Redis exporter sidecar from"
+    if wanted:
+        nginx = "; the Nginx pods roll too, for mtail" if nginx_metrics(spec) else ""
+    else:
+        nginx = "; the Nginx pods roll too, where they carry mtail"
+    return [f"banyan:monitoring.enabled: this update {change} the Redis pods: StatefulSet {live.statefulset} "
+            f"restarts its {live.replicas} node(s) one pod at a time, each once the one before is ready again{nginx}"]
 
 
 def _postgres_restore(spec: PlatformSpec, namespace: str, live: LivePostgres) -> list[ConfigProblem]:

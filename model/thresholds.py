@@ -36,6 +36,7 @@ PROMETHEUS_HOST = "prometheus"
 ALERTMANAGER_HOST = "alertmanager"
 REDIS_EXPORTER_HOST = "redis-exporter"
 NGINX_METRICS_HOST = "nginx-metrics"
+CADVISOR_HOST = "cadvisor"
 
 
 def postgres_exporter_host(instance: str) -> str:
@@ -44,7 +45,7 @@ def postgres_exporter_host(instance: str) -> str:
 
 def monitoring_hosts(postgres_instances: tuple[str, ...]) -> tuple[str, ...]:
     """Every host name the monitoring part puts on the Docker network."""
-    return (PROMETHEUS_HOST, ALERTMANAGER_HOST, REDIS_EXPORTER_HOST, NGINX_METRICS_HOST,
+    return (PROMETHEUS_HOST, ALERTMANAGER_HOST, REDIS_EXPORTER_HOST, NGINX_METRICS_HOST, CADVISOR_HOST,
             *map(postgres_exporter_host, postgres_instances))
 
 
@@ -73,13 +74,16 @@ def monitoring_spec(config: MonitoringConfig, budget: ConnectionBudget) -> Monit
 
 
 def nginx_metrics(spec: PlatformSpec) -> bool:
-    """Nginx's metrics come from mtail, whose image the stack must name; on Kubernetes no sidecar runs it yet."""
-    return spec.target == "docker" and spec.monitoring.mtail_image is not None
+    """Nginx's metrics come from mtail, whose image the stack must name: a container on Docker, a sidecar in every
+    Nginx pod on Kubernetes (where the monitoring part is enabled)."""
+    return spec.monitoring.mtail_image is not None and (
+        spec.target == "docker" or (spec.target == "kubernetes" and spec.monitoring.enabled))
 
 
 def redis_metrics(spec: PlatformSpec) -> bool:
-    """Redis' metrics come from the Redis exporter: a container on Docker; on Kubernetes no sidecar runs it yet."""
-    return spec.target == "docker"
+    """Redis' metrics come from the Redis exporter: a container on Docker, a sidecar in every Redis pod on
+    Kubernetes (where the monitoring part is enabled)."""
+    return spec.target == "docker" or (spec.target == "kubernetes" and spec.monitoring.enabled)
 
 
 def monitoring_warnings(spec: PlatformSpec) -> list[str]:
@@ -89,9 +93,6 @@ def monitoring_warnings(spec: PlatformSpec) -> list[str]:
         return []
     if spec.target == "swarm":
         return ["banyan:monitoring.enabled: the monitoring part is not built for target swarm yet; ignored"]
-    if spec.target == "kubernetes":
-        return ["banyan:monitoring: on Kubernetes Redis and Nginx are not scraped yet (no exporter sidecars): no "
-                "cache hit rate, request latency and error-rate alerts there"]
     if mon.mtail_image is None:
         return ["banyan:monitoring.mtail_image is unset: no Nginx request, status and latency metrics, and so no "
                 "latency (p95) and error-rate alerts; build an mtail image (scripts/build-images) and name it"]

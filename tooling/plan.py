@@ -652,6 +652,10 @@ def monitoring_lines(spec: PlatformSpec) -> list[str]:
              f"PodMonitors and a PrometheusRule for the Prometheus Operator ("
              f"{'installed: kube-prometheus-stack' if mon.install_operator else 'the cluster' + chr(39) + 's'}) "
              f"in {mon.namespace}; scrape every {mon.scrape_interval_s} s")
+    if spec.target == "kubernetes":
+        # The sidecars change the parts' pod templates: turning the part on or off restarts those pods.
+        pods = "the Redis pods (redis-exporter)" + (" and the Nginx pods (mtail)" if mc.has_nginx_metrics(spec) else "")
+        where += f"; sidecars in {pods}: turning monitoring on or off rolls them, one pod at a time"
     lines = [where]
     for alert in mc.alerts(spec):
         lines.append(f"- {alert.name} ({alert.severity}, for {mc.SHIPPED.for_(alert.for_s)}): {alert.condition}"

@@ -22,6 +22,7 @@ from model.spec import AlertThresholds, PlatformSpec
 from model.thresholds import (
     ACTIONS,
     ALERTMANAGER_HOST,
+    CADVISOR_HOST,
     NGINX_METRICS_HOST,
     PROMETHEUS_HOST,
     REDIS_EXPORTER_HOST,
@@ -30,7 +31,7 @@ from model.thresholds import (
     redis_metrics,
 )
 
-__all__ = ["ALERTMANAGER_HOST", "NGINX_METRICS_HOST", "PROMETHEUS_HOST", "REDIS_EXPORTER_HOST",
+__all__ = ["ALERTMANAGER_HOST", "CADVISOR_HOST", "NGINX_METRICS_HOST", "PROMETHEUS_HOST", "REDIS_EXPORTER_HOST",
            "postgres_exporter_host"]
 
 # Ports: the exporters' own defaults, RabbitMQ's Prometheus plugin, mtail's HTTP port.
@@ -42,6 +43,9 @@ MTAIL_PORT = 3903
 MTAIL_SYSLOG_PORT = 5140
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
+# cAdvisor (Docker): its default port; the container labels its series keep (the stack's own, see docker_common).
+CADVISOR_PORT = 8080
+CADVISOR_LABELS = ("banyan.project", "banyan.stack", "banyan.part", "banyan.instance")
 
 
 # Container paths.
@@ -271,6 +275,8 @@ def alerts(spec: PlatformSpec, timing: Timing = SHIPPED) -> list[Alert]:
             "{{ $labels.pod }}/{{ $labels.container }} above 90 % of its memory limit",
             "The container holds {{ $value | humanize }} % of its memory limit; at 100 % the kernel kills it.",
             "Raise the part's memory limit (banyan:<part>.resources.limits.memory_mib) or scale out"))
+    else:
+        out.extend(_docker_container_alerts(t, w))
 
     # ---- the platform's own -------------------------------------------------------------------------------
     replicas = spec.postgres.replicas
@@ -365,6 +371,34 @@ def alerts(spec: PlatformSpec, timing: Timing = SHIPPED) -> list[Alert]:
     return out
 
 
+def _docker_container_alerts(t: AlertThresholds, w: str) -> list[Alert]:
+    """The two container alerts on Docker, from the stack's cAdvisor (its `cadvisor` job keeps only this stack's
+    containers, `name` the container's name): usage against the container's own limit, the CPU quota per period
+    (`cpus`) and the memory limit. A container without a limit has no quota series, or a limit of 0: no ratio."""
+    per = "max by (name, container)"
+    job = '{job="cadvisor"}'
+    return [
+        Alert(
+            "BanyanContainerCPUHigh",
+            f"sum by (name, container) (rate(container_cpu_usage_seconds_total{job}[{w}])) / "
+            f"({per} (container_spec_cpu_quota{job} > 0) / {per} (container_spec_cpu_period{job} > 0)) "
+            f"* 100 > {t.cpu_percent}",
+            600, "warning",
+            f"{{{{ $labels.name }}}} above {t.cpu_percent} % of its CPU limit",
+            f"The container uses {{{{ $value | humanize }}}} % of its CPU limit (the guide's threshold: "
+            f"{t.cpu_percent} %).",
+            ACTIONS["cpu"], guide=f"cpuUsage {t.cpu_percent}%"),
+        Alert(
+            "BanyanContainerMemoryHigh",
+            f"{per} (container_memory_working_set_bytes{job}) / {per} (container_spec_memory_limit_bytes{job} > 0) "
+            "* 100 > 90",
+            600, "warning",
+            "{{ $labels.name }} above 90 % of its memory limit",
+            "The container holds {{ $value | humanize }} % of its memory limit; at 100 % the kernel kills it.",
+            "Raise the part's memory limit (banyan:<part>.resources.limits.memory_mib) or scale out"),
+    ]
+
+
 def rule_groups(spec: PlatformSpec, timing: Timing = SHIPPED) -> list[dict[str, Any]]:
     """The groups of both targets: Docker's rule file holds them, Kubernetes' PrometheusRule's spec.groups too."""
     groups = [
@@ -425,12 +459,30 @@ def scrape_configs(spec: PlatformSpec) -> list[dict[str, Any]]:
     if has_nginx_metrics(spec):
         jobs.append({"job_name": "nginx",
                      "static_configs": _static([(f"{NGINX_METRICS_HOST}:{MTAIL_PORT}", spec.nginx.instance_names[0])])})
+    jobs.append(cadvisor_scrape_config(spec))
     jobs += [
         {"job_name": "prometheus", "static_configs": _static([(f"localhost:{PROMETHEUS_PORT}", PROMETHEUS_HOST)])},
         {"job_name": "alertmanager",
          "static_configs": _static([(f"{ALERTMANAGER_HOST}:{ALERTMANAGER_PORT}", ALERTMANAGER_HOST)])},
     ]
     return jobs
+
+
+def cadvisor_scrape_config(spec: PlatformSpec) -> dict[str, Any]:
+    """cAdvisor sees every container of the host: keep the series of this stack's containers only (by the labels
+    every one of them carries), and of their labels the container's name, its instance and its part."""
+    keep = f"{re.escape(spec.project)};{re.escape(spec.stack)}"
+    return {
+        "job_name": "cadvisor",
+        "static_configs": _static([(f"{CADVISOR_HOST}:{CADVISOR_PORT}", CADVISOR_HOST)]),
+        "metric_relabel_configs": [
+            {"source_labels": ["container_label_banyan_project", "container_label_banyan_stack"], "regex": keep,
+             "action": "keep"},
+            {"source_labels": ["container_label_banyan_instance"], "target_label": "container"},
+            {"source_labels": ["container_label_banyan_part"], "target_label": "part"},
+            {"regex": "id|image|container_label_.+", "action": "labeldrop"},
+        ],
+    }
 
 
 def render_prometheus_yml(spec: PlatformSpec, *, rules_path: str = RULES_PATH) -> str:
@@ -584,6 +636,7 @@ def render_mtail_program() -> str:
 MTAIL_POLL = "1ms"
 
 
-def mtail_args() -> list[str]:
-    return ["--progs", MTAIL_PROGS, "--logs", f"udp://0.0.0.0:{MTAIL_SYSLOG_PORT}", "--port", str(MTAIL_PORT),
-            "--poll_interval", MTAIL_POLL, "--logtostderr", "--emit_prog_label=false"]
+def mtail_args(syslog_address: str = "0.0.0.0") -> list[str]:
+    """`syslog_address`: where mtail takes Nginx's datagrams (Kubernetes: the pod's loopback, Nginx beside it)."""
+    return ["--progs", MTAIL_PROGS, "--logs", f"udp://{syslog_address}:{MTAIL_SYSLOG_PORT}",
+            "--port", str(MTAIL_PORT), "--poll_interval", MTAIL_POLL, "--logtostderr", "--emit_prog_label=false"]

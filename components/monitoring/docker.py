@@ -1,4 +1,4 @@
-"""The monitoring part on Docker: Prometheus and Alertmanager as containers of the stack, an exporter per
+"""The monitoring part on Docker: Prometheus and Alertmanager as containers of the stack, cAdvisor, an exporter per
 PostgreSQL instance, one Redis exporter for every node, and mtail reading Nginx's access log; Prometheus scrapes
 them over the platform network and publishes its UI on the host's loopback only."""
 
@@ -10,7 +10,7 @@ import pulumi
 
 from components import docker_common as dc
 from components.monitoring import config as c
-from components.monitoring.images import ALERTMANAGER, POSTGRES_EXPORTER, PROMETHEUS, REDIS_EXPORTER
+from components.monitoring.images import ALERTMANAGER, CADVISOR, POSTGRES_EXPORTER, PROMETHEUS, REDIS_EXPORTER
 from components.seam import Built
 from components.secrets import PostgresPasswords, RedisCredentials
 from components.target import DockerTarget
@@ -29,6 +29,9 @@ def _size(cpu_limit: int, mem_limit: int, cpu_req: int, mem_req: int) -> Resourc
 PROMETHEUS_RESOURCES = _size(1000, 1024, 100, 256)
 ALERTMANAGER_RESOURCES = _size(250, 128, 50, 32)
 EXPORTER_RESOURCES = _size(250, 128, 50, 32)
+# cAdvisor reads every container's cgroups each housekeeping: a few MiB and well under 5 % of a core for a stack's
+# dozens of containers (measured on the e2e engine); the limit leaves room for a busy host.
+CADVISOR_RESOURCES = _size(250, 256, 50, 64)
 # Prometheus flushes its head block on SIGTERM.
 PROMETHEUS_STOP_TIMEOUT_S = 60
 
@@ -44,6 +47,24 @@ def alertmanager_command() -> list[str]:
             f"--web.listen-address=:{c.ALERTMANAGER_PORT}",
             # One Alertmanager: no gossip peers to look for.
             "--cluster.listen-address="]
+
+
+# What cAdvisor reads of the host, read-only (measured on the e2e engine): the Docker socket under /var/run (to find
+# the containers and their names and labels), /sys (their cgroups: CPU and memory usage and limits) and the Docker
+# root (each container's read-write layer id: without it cAdvisor refuses the container). Not upstream's `/` at
+# /rootfs, /dev/disk or --privileged: those serve filesystem, disk and OOM metrics, which are not collected.
+CADVISOR_HOST_MOUNTS = (dc.HostMount("/var/run", "/var/run"), dc.HostMount("/sys", "/sys"),
+                        dc.HostMount("/var/lib/docker", "/var/lib/docker"))
+
+
+def cadvisor_command(spec: PlatformSpec) -> list[str]:
+    """The same flags for the official image (its entrypoint adds -logtostderr) and the e2e suite's build."""
+    return [f"-port={c.CADVISOR_PORT}", "-docker_only=true",
+            # Fresh samples for every scrape, no more often.
+            f"-housekeeping_interval={spec.monitoring.scrape_interval_s}s",
+            # The stack's own labels only (every container label would be a metric label), CPU and memory only.
+            "-store_container_labels=false", f"-whitelisted_container_labels={','.join(c.CADVISOR_LABELS)}",
+            "-enable_metrics=cpu,memory"]
 
 
 def nginx_metrics_labels(spec: PlatformSpec) -> dict[str, str]:
@@ -94,6 +115,14 @@ def build(parent: pulumi.Resource, name: str, spec: PlatformSpec, *, postgres: P
         # The administrator's: INFO, CONFIG GET maxmemory and CLUSTER INFO are administrative commands.
         env={"REDIS_PASSWORD": redis.password},
         depends_on=list(scraped),
+    ))
+    # The containers' CPU and memory against their limits (the BanyanContainer* alerts): no published port.
+    exporters.append(dc.container(
+        f"{name}-cadvisor", target=target, instance=c.CADVISOR_HOST, part=PART, image=CADVISOR.ref,
+        resources=CADVISOR_RESOURCES, parent=parent,
+        health=dc.Health.http(c.CADVISOR_PORT, "/healthz"),
+        command=cadvisor_command(spec),
+        host_mounts=CADVISOR_HOST_MOUNTS,
     ))
     alertmanager_data = dc.volume(target, f"{name}-alertmanager-data", c.ALERTMANAGER_HOST, PART, parent)
     alertmanager = dc.container(

@@ -40,13 +40,22 @@ TMP_SIZE = "256Mi"
 def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Sequence[str], upstream_port: int,
           peers: int, target: KubernetesTarget) -> Built:
     """The public URL is an Output: a LoadBalancer's address is only known once provisioned."""
+    from components.monitoring import kubernetes as monitoring_k8s
+
+    # With Nginx metrics (banyan:monitoring.enabled and mtail_image): a second access_log, to mtail in the pod.
+    mtail = monitoring_k8s.mtail_sidecar(target.spec)
     conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=target.spec.kubernetes.dns_host, peers=peers,
-                             unprivileged=True)
+                             unprivileged=True, metrics_log=monitoring_k8s.nginx_metrics_log(target.spec))
     # Named after its content: a new config is a new ConfigMap, and the Deployment's template change rolls the
     # pods onto it, while running pods keep the old one until they are replaced (never deleted under them).
     conf_name = f"nginx-conf-{hashlib.sha256(conf.encode()).hexdigest()[:10]}"
     config = kc.config_map(f"{name}-conf", target=target, part=PART, parent=parent, object_name=conf_name,
                            data={"nginx.conf": conf})
+    configs: list[pulumi.Resource] = [config]
+    if mtail is not None:
+        configs.append(kc.config_map(f"{name}-mtail", target=target, part=PART, parent=parent,
+                                     object_name=monitoring_k8s.mtail_config_map_name(target.spec),
+                                     data=monitoring_k8s.mtail_files()))
     # Both probes ask nginx itself (HEALTH_PATH checks no gateway): readiness soon, liveness only after a
     # minute of silence, so a busy nginx is taken out of rotation rather than restarted.
     ready = k8s.core.v1.ProbeArgs(
@@ -75,6 +84,7 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                     # The drain delay, then nginx's graceful stop, then a margin before the kill.
                     termination_grace_period_seconds=DRAIN_DELAY_S + SHUTDOWN_TIMEOUT_S + 5,
                     topology_spread_constraints=kc.spread(target, PART),
+                    init_containers=[mtail] if mtail is not None else None,
                     containers=[
                         k8s.core.v1.ContainerArgs(
                             name=PART,
@@ -99,11 +109,12 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                         k8s.core.v1.VolumeArgs(
                             name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=conf_name)),
                         kc.tmp_volume(TMP_VOLUME, TMP_SIZE),
+                        *([monitoring_k8s.mtail_volume(target.spec)] if mtail is not None else []),
                     ],
                 ),
             ),
         ),
-        opts=target.opts(parent, depends_on=[config]),
+        opts=target.opts(parent, depends_on=configs),
     )
     service = kc.service(f"{name}-service", target=target, part=PART, parent=parent, object_name=PART,
                          service_type=spec.service_type,
@@ -112,7 +123,7 @@ def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Seq
                          # the client. The load balancer health-checks each node for local Nginx pods.
                          external_traffic_policy="Local" if spec.service_type != "ClusterIP" else None,
                          ports=[kc.Port("http", spec.public_port, spec.listen_port)])
-    created: list[pulumi.Resource] = [config, deployment, service]
+    created: list[pulumi.Resource] = [*configs, deployment, service]
     if spec.instances > 1:
         created.append(kc.disruption_budget(f"{name}-pdb", target=target, part=PART, parent=parent,
                                             object_name=PART))

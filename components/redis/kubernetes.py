@@ -300,7 +300,7 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
                                             read_only=True),
                 k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path="/tmp"),
             ],
-        )],
+        ), *_monitoring_sidecars(target, secret_name)],
         volumes=[
             k8s.core.v1.VolumeArgs(name=CONFIG_VOLUME, config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                 name=cm_name, default_mode=0o444)),
@@ -308,6 +308,15 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
                 size_limit="16Mi")),
         ],
     )
+
+
+def _monitoring_sidecars(target: KubernetesTarget, secret_name: str) -> list[k8s.core.v1.ContainerArgs]:
+    """The monitoring part's Redis exporter (banyan:monitoring.enabled), beside the node in every pod; none
+    otherwise, so a stack without monitoring renders its pods as before. Adding or removing it rolls the nodes."""
+    from components.monitoring import kubernetes as monitoring_k8s
+
+    exporter = monitoring_k8s.redis_exporter_sidecar(target.spec, secret_name=secret_name, password_key=PASSWORD_KEY)
+    return [] if exporter is None else [exporter]
 
 
 def one_node_per_host(spec: RedisSpec) -> bool:

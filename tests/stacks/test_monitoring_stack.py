@@ -11,16 +11,22 @@ import pytest
 
 from components.monitoring import config as mc
 from components.monitoring import kubernetes as mon_k8s
-from components.monitoring.docker import nginx_metrics_labels
+from components.monitoring.docker import CADVISOR_HOST_MOUNTS, nginx_metrics_labels
+from components.monitoring.images import CADVISOR, REDIS_EXPORTER
 from model.errors import ConfigError
+from model.preflight_kubernetes import MTAIL_CONTAINER, REDIS_EXPORTER_CONTAINER
 from testkit import RecordedResource, Rendering, render_stack
-from testkit.k8s_check import crd_problems
+from testkit.k8s_check import builtin_problems, crd_problems
+from testkit.pod_security import violations
 from testkit.schema_check import input_problems, load_schema
 from tests.helpers import shared_file, spec_for, uploads
+from tests.stacks.test_kubernetes_stack import PROMETHEUS, connects, in_ns, pod_label_sets
+from tooling.plan import monitoring_lines
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 HELM = "kubernetes:helm.sh/v3:Release"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 MTAIL = "banyan-local/mtail:bookworm-3.0.0"
 ON = {"monitoring.enabled": True, "monitoring.mtail_image": MTAIL}
 
@@ -45,7 +51,7 @@ def containers(r: Rendering) -> dict[str, RecordedResource]:
 
 
 MONITORING_HOSTS = {mc.PROMETHEUS_HOST, mc.ALERTMANAGER_HOST, mc.REDIS_EXPORTER_HOST, mc.NGINX_METRICS_HOST,
-                    mc.postgres_exporter_host("postgres-primary")}
+                    mc.CADVISOR_HOST, mc.postgres_exporter_host("postgres-primary")}
 
 
 def test_off_by_default_nothing_of_it_is_rendered() -> None:
@@ -65,7 +71,7 @@ def test_enabled_on_docker_the_platform_containers_keep_their_inputs_and_nginx_g
     spec = spec_for("dev", **ON, tier=tier)
     added = set(after) - set(before)
     assert added == {mc.PROMETHEUS_HOST, mc.ALERTMANAGER_HOST, mc.REDIS_EXPORTER_HOST, mc.NGINX_METRICS_HOST,
-                     *map(mc.postgres_exporter_host, spec.postgres.instance_names)}
+                     mc.CADVISOR_HOST, *map(mc.postgres_exporter_host, spec.postgres.instance_names)}
     # Every data-tier and application container is the same resource with the same inputs: no replacement.
     for host in set(before) - {"nginx"}:
         assert before[host].inputs == after[host].inputs, host
@@ -151,10 +157,17 @@ def test_bad_monitoring_input_is_one_message_naming_the_key(key: str, value: Any
 def test_docker_only_keys_are_warned_about_on_kubernetes_and_what_is_not_watched_is_said() -> None:
     spec = spec_for("prod", **{"monitoring.enabled": True, "monitoring.prometheus_port": 9999})
     assert any("banyan:monitoring.prometheus_port only applies to target docker" in w for w in spec.warnings)
-    assert any("Redis and Nginx are not scraped" in w for w in spec.warnings)
+    # Without an mtail image, both targets say that Nginx is not watched; with one, nothing is left unwatched.
+    assert any("banyan:monitoring.mtail_image is unset" in w for w in spec.warnings)
+    assert not any("mtail" in w for w in spec_for("prod", **ON).warnings)
     unset = spec_for("dev", **{"monitoring.enabled": True})
     assert any("banyan:monitoring.mtail_image is unset" in w for w in unset.warnings)
     assert not any("monitoring" in w for w in spec_for("dev").warnings)
+    # The plan says that the sidecars roll the pods they join (the preview says so against the live StatefulSet:
+    # tests/unit/test_preflight_kubernetes.py).
+    where = monitoring_lines(spec_for("prod", **ON))[0]
+    assert "the Redis pods (redis-exporter) and the Nginx pods (mtail)" in where and "rolls them" in where
+    assert "rolls" not in monitoring_lines(unset)[0]
 
 
 def _monitoring_objects(r: Rendering) -> list[RecordedResource]:
@@ -163,12 +176,23 @@ def _monitoring_objects(r: Rendering) -> list[RecordedResource]:
 
 def test_on_kubernetes_podmonitors_and_the_rule_validate_against_the_operators_crds() -> None:
     crd_dir = shared_file("schemas", "crds")
-    objects = _monitoring_objects(prod())
-    assert sorted(x.inputs["kind"] for x in objects) == ["PodMonitor", "PodMonitor", "PrometheusRule"]
+    objects = _monitoring_objects(prod(**{"monitoring.mtail_image": MTAIL}))
+    assert sorted(x.inputs["kind"] for x in objects) == ["PodMonitor"] * 4 + ["PrometheusRule"]
     problems = {x.name: crd_problems(x.inputs, crd_dir) for x in objects}
     assert {k: v for k, v in problems.items() if v} == {}
     rule = next(x for x in objects if x.inputs["kind"] == "PrometheusRule")
-    assert rule.plain_inputs["spec"]["groups"] == mc.rule_groups(spec_for("prod", **{"monitoring.enabled": True}))
+    assert rule.plain_inputs["spec"]["groups"] == mc.rule_groups(spec_for("prod", **ON))
+    # The sidecars' alerts are the rule's (their cases: tests/unit/test_monitoring_rules.py).
+    alerts = {r["alert"] for g in rule.plain_inputs["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert {"BanyanCacheHitRateLow", "BanyanRequestLatencyHigh", "BanyanErrorRateHigh",
+            "BanyanRedisClusterStateNotOk"} <= alerts
+    # Without an mtail image: Redis' monitor and alerts, none of Nginx's.
+    redis_only = _monitoring_objects(prod())
+    assert sorted(x.plain_inputs["metadata"]["name"] for x in redis_only if x.inputs["kind"] == "PodMonitor") == [
+        "postgres", "rabbitmq", "redis"]
+    groups = next(x for x in redis_only if x.inputs["kind"] == "PrometheusRule").plain_inputs["spec"]["groups"]
+    alerts = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
+    assert "BanyanCacheHitRateLow" in alerts and "BanyanRequestLatencyHigh" not in alerts
     # The validator does catch a broken monitor.
     monitor = next(x for x in objects if x.inputs["kind"] == "PodMonitor")
     broken = {**monitor.inputs, "spec": {**monitor.inputs["spec"], "podMetricEndpoints": []}}
@@ -207,3 +231,141 @@ def test_monitor_labels_and_the_optional_operator_install() -> None:
     assert values["ruleSelectorNilUsesHelmValues"] is False
     for monitor in _monitoring_objects(installed):
         assert release.urn in monitor.depends_on
+
+
+# ---- Kubernetes: the sidecars in the Redis and Nginx pods ---------------------------------------------------------
+
+def _workload(r: Rendering, kind: str, name: str) -> dict[str, Any]:
+    """The workload's object; it validates strictly for the Kubernetes version the stack targets."""
+    (found,) = [x for x in r.of_type(f"kubernetes:apps/v1:{kind}") if x.plain_inputs["metadata"]["name"] == name]
+    assert builtin_problems(found.inputs) == [], f"{kind}/{name}"
+    obj: dict[str, Any] = found.plain_inputs
+    return obj
+
+
+def _containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in [*pod.get("initContainers", []), *pod["containers"]]}
+
+
+def test_off_on_kubernetes_the_redis_and_nginx_pods_have_no_sidecar_and_no_metrics_port_is_open() -> None:
+    r = render_stack("prod", set={"monitoring.mtail_image": MTAIL})
+    redis = _workload(r, "StatefulSet", "redis-node")["spec"]["template"]["spec"]
+    nginx = _workload(r, "Deployment", "nginx")["spec"]["template"]["spec"]
+    assert list(_containers(redis)) == ["redis"] and list(_containers(nginx)) == ["nginx"]
+    conf = next(x.plain_inputs["data"]["nginx.conf"] for x in r.of_type(CONFIG_MAP)
+                if "nginx.conf" in x.plain_inputs["data"])
+    assert "syslog:" not in conf
+    ports = {port["port"] for x in r.resources if x.type.endswith("NetworkPolicy")
+             for rule in x.plain_inputs["spec"].get("ingress", []) for port in rule.get("ports", [])}
+    assert not ports & {mc.REDIS_EXPORTER_PORT, mc.MTAIL_PORT}
+
+
+def test_on_kubernetes_each_redis_pod_runs_the_exporter_against_its_own_node_with_the_secret_password() -> None:
+    r = prod()
+    spec = spec_for("prod", **{"monitoring.enabled": True})
+    statefulset = _workload(r, "StatefulSet", "redis-node")
+    pod = statefulset["spec"]["template"]["spec"]
+    containers = _containers(pod)
+    assert list(containers) == ["redis", REDIS_EXPORTER_CONTAINER]
+    exporter = containers[REDIS_EXPORTER_CONTAINER]
+    assert exporter["image"] == REDIS_EXPORTER.ref
+    # The Docker exporter's flags, and this pod's own node on loopback.
+    assert exporter["args"] == [*mc.redis_exporter_args(), f"--redis.addr=redis://localhost:{spec.redis.port}"]
+    # The password from the Redis Secret (the one the node's own REDIS_PASSWORD reads), never a literal.
+    node_env = {e["name"]: e for e in containers["redis"]["env"]}
+    (password,) = exporter["env"]
+    assert password["name"] == "REDIS_PASSWORD" and "value" not in password
+    assert password["valueFrom"] == node_env["REDIS_PASSWORD"]["valueFrom"]
+    assert exporter["ports"] == [{"name": mon_k8s.METRICS_PORT_NAME, "containerPort": mc.REDIS_EXPORTER_PORT,
+                                  "protocol": "TCP"}]
+    assert exporter["readinessProbe"]["httpGet"] == {"path": "/health", "port": mon_k8s.METRICS_PORT_NAME}
+    limits = exporter["resources"]["limits"]
+    assert limits == {"cpu": "200m", "memory": "64Mi"}
+    assert violations(pod) == []
+    # The Redis node's own container is what it was without monitoring; only the pod gained the sidecar.
+    off = _workload(render_stack("prod"), "StatefulSet", "redis-node")
+    assert _containers(off["spec"]["template"]["spec"])["redis"] == containers["redis"]
+    # The monitor selects exactly the StatefulSet's pods, on the exporter's port.
+    monitors = {x.plain_inputs["metadata"]["name"]: x.plain_inputs["spec"] for x in _monitoring_objects(r)}
+    assert monitors[spec.redis.name]["selector"] == statefulset["spec"]["selector"]
+    assert [e["port"] for e in monitors[spec.redis.name]["podMetricsEndpoints"]] == [mon_k8s.METRICS_PORT_NAME]
+
+
+def test_on_kubernetes_each_nginx_pod_logs_to_its_own_mtail_sidecar() -> None:
+    r = prod(**{"monitoring.mtail_image": MTAIL})
+    spec = spec_for("prod", **ON)
+    deployment = _workload(r, "Deployment", "nginx")
+    pod = deployment["spec"]["template"]["spec"]
+    (mtail,) = pod["initContainers"]
+    assert (mtail["name"], mtail["image"], mtail["restartPolicy"]) == (MTAIL_CONTAINER, MTAIL, "Always")
+    assert mtail["command"] == ["mtail"]
+    # Docker's flags, the syslog socket on the pod's loopback only.
+    assert mtail["args"] == mc.mtail_args("127.0.0.1")
+    assert "udp://127.0.0.1:5140" in mtail["args"]
+    assert "readinessProbe" not in mtail and mtail["startupProbe"]["httpGet"]["port"] == mon_k8s.METRICS_PORT_NAME
+    assert violations(pod) == []
+    # Nginx's config (the ConfigMap its pods mount) sends the access log to the sidecar, not to Docker's host name.
+    maps = {x.plain_inputs["metadata"]["name"]: x.plain_inputs["data"] for x in r.of_type(CONFIG_MAP)}
+    volumes = {v["name"]: v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+    conf = maps[volumes["conf"]]["nginx.conf"]
+    assert f"access_log {mc.nginx_syslog_target('127.0.0.1')} banyan_metrics;" in conf
+    assert mc.NGINX_METRICS_HOST not in conf
+    # mtail's program is the Docker one, mounted where its --progs points.
+    (mount,) = mtail["volumeMounts"]
+    assert maps[volumes[mount["name"]]][mount["subPath"]] == mc.render_mtail_program()
+    assert mount["mountPath"] == mc.MTAIL_PROGRAM
+    monitors = {x.plain_inputs["metadata"]["name"]: x.plain_inputs["spec"] for x in _monitoring_objects(r)}
+    assert monitors[spec.nginx.name]["selector"] == deployment["spec"]["selector"]
+
+
+def test_on_kubernetes_only_the_monitoring_namespaces_scrapers_reach_the_sidecars_metrics_ports() -> None:
+    r = prod(**{"monitoring.mtail_image": MTAIL})
+    pods = pod_label_sets(r)
+    redis, nginx = in_ns(pods["StatefulSet/redis-node"]), in_ns(pods["Deployment/nginx"])
+    gateway = in_ns(pods["Deployment/api-gateway"])
+    grafana = ("monitoring", {"app.kubernetes.io/name": "grafana"}, None)
+    assert connects(r, PROMETHEUS, redis, mc.REDIS_EXPORTER_PORT)
+    assert connects(r, PROMETHEUS, nginx, mc.MTAIL_PORT)
+    assert not connects(r, grafana, redis, mc.REDIS_EXPORTER_PORT)
+    assert not connects(r, gateway, redis, mc.REDIS_EXPORTER_PORT)
+    assert not connects(r, gateway, nginx, mc.MTAIL_PORT)
+    assert not connects(r, (None, None, "203.0.113.7"), nginx, mc.MTAIL_PORT)
+    # The syslog socket is the pod's own: nobody outside it may send there.
+    assert not connects(r, gateway, nginx, mc.MTAIL_SYSLOG_PORT, "UDP")
+    assert not connects(r, PROMETHEUS, nginx, mc.MTAIL_SYSLOG_PORT, "UDP")
+    assert not connects(r, PROMETHEUS, redis, 6379)
+
+
+def test_cadvisor_reads_the_host_read_only_publishes_nothing_and_prometheus_keeps_only_this_stacks_containers(
+        ) -> None:
+    r = dev_on()
+    spec = spec_for("dev", **ON)
+    found = containers(r)
+    cadvisor = found[mc.CADVISOR_HOST]
+    i = cadvisor.plain_inputs
+    assert i["image"] == CADVISOR.ref == "ghcr.io/google/cadvisor:v0.61.0"
+    assert cadvisor.parent is not None and "monitoring" in cadvisor.parent
+    # Host paths only, every one read-only; no volume, no published port.
+    assert sorted((v["hostPath"], v["containerPath"], v.get("readOnly")) for v in i["volumes"]) == [
+        ("/sys", "/sys", True), ("/var/lib/docker", "/var/lib/docker", True), ("/var/run", "/var/run", True)]
+    assert len(CADVISOR_HOST_MOUNTS) == 3 and not [v for v in i["volumes"] if "volumeName" in v]
+    assert not i.get("ports")
+    assert {x["label"]: x["value"] for x in i["labels"]}["banyan.part"] == "monitoring"
+    assert i["healthcheck"]["tests"][-1] == f"http://127.0.0.1:{mc.CADVISOR_PORT}/healthz"
+    assert "-docker_only=true" in i["command"] and "-store_container_labels=false" in i["command"]
+    kept = next(a for a in i["command"] if a.startswith("-whitelisted_container_labels="))
+    assert kept.split("=", 1)[1].split(",") == list(mc.CADVISOR_LABELS)
+    # The scrape job keeps a series by the project and stack labels: every container of the stack carries them.
+    for host, c in found.items():
+        labels = {x["label"]: x["value"] for x in c.plain_inputs["labels"]}
+        assert {"banyan.project": spec.project, "banyan.stack": spec.stack}.items() <= labels.items(), host
+        assert set(mc.CADVISOR_LABELS) <= set(labels), host
+    job = next(j for j in mc.scrape_configs(spec) if j["job_name"] == "cadvisor")
+    assert job["static_configs"][0]["targets"] == [f"{mc.CADVISOR_HOST}:{mc.CADVISOR_PORT}"]
+    keep = job["metric_relabel_configs"][0]
+    assert keep["action"] == "keep" and keep["regex"] == f"{spec.project};{spec.stack}"
+    assert keep["source_labels"] == ["container_label_banyan_project", "container_label_banyan_stack"]
+    # Prometheus starts after it (its first scrape finds it).
+    assert cadvisor.urn in found[mc.PROMETHEUS_HOST].depends_on
+    # Off: no cAdvisor, no job.
+    assert mc.CADVISOR_HOST not in containers(dev())

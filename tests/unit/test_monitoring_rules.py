@@ -17,6 +17,9 @@ import pytest
 import yaml
 
 from components.monitoring import config as mc
+from components.monitoring import kubernetes as mon_k8s
+from components.redis import kubernetes as redis_k8s
+from model.preflight_kubernetes import MTAIL_CONTAINER, REDIS_EXPORTER_CONTAINER
 from model.spec import PlatformSpec
 from model.thresholds import ACTIONS
 from tests.helpers import promtool as _promtool
@@ -32,8 +35,8 @@ STACKS: dict[str, tuple[str, dict[str, Any]]] = {
     "docker-small": ("dev", {"monitoring.enabled": True, "monitoring.mtail_image": MTAIL, "postgres.replicas": 1}),
     # A RabbitMQ cluster (partition) and a Redis Cluster (cluster state).
     "docker-large": ("dev", {"monitoring.enabled": True, "monitoring.mtail_image": MTAIL, "tier": "large"}),
-    # The prod stack (large).
-    "kubernetes-large": ("prod", {"monitoring.enabled": True}),
+    # The prod stack (large), with the sidecars: the Redis exporter and mtail (latency and error rate).
+    "kubernetes-large": ("prod", {"monitoring.enabled": True, "monitoring.mtail_image": MTAIL}),
 }
 
 
@@ -66,6 +69,13 @@ def _cases(spec: PlatformSpec) -> list[Case]:
     ns = {"namespace": spec.kubernetes.namespace} if k8s else {}
     pg_job = {"job": f"{spec.kubernetes.namespace}/{spec.postgres.name}"} if k8s else {"job": "postgres"}
     mq_job = {"job": f"{spec.kubernetes.namespace}/{spec.rabbitmq.name}"} if k8s else {"job": "rabbitmq"}
+
+    def sidecar(monitor: str, pod: str, container: str) -> dict[str, str]:
+        """A sidecar's series as its PodMonitor labels them: the Prometheus Operator's job (`<namespace>/<name>`),
+        namespace, pod, container and endpoint, and the instance the monitor's relabeling takes from the pod."""
+        namespace = spec.kubernetes.namespace
+        return {"instance": pod, "job": f"{namespace}/{monitor}", "namespace": namespace, "pod": pod,
+                "container": container, "endpoint": mon_k8s.METRICS_PORT_NAME}
     primary, replica = spec.postgres.primary_name, (spec.postgres.replica_names or ("none",))[0]
     by = {a.name: a for a in mc.alerts(spec)}
     cases: list[Case] = []
@@ -101,7 +111,8 @@ def _cases(spec: PlatformSpec) -> list[Case]:
              {_s("cnpg_backends_total", datname="app", usename="other", state="idle", **pg): f"{at}x40",
               **settings}, silent=(wait + 5,)))
 
-    rd = {"instance": spec.redis.instance_names[0], "job": "redis", **ns}
+    rd = (sidecar(spec.redis.name, redis_k8s.pod_names(spec.redis)[0], REDIS_EXPORTER_CONTAINER) if k8s
+          else {"instance": spec.redis.instance_names[0], "job": "redis"})
     wait = for_min("BanyanCacheHitRateLow")
     add(Case("BanyanCacheHitRateLow", "83 % of 6 lookups/s hit",
              {_s("redis_keyspace_hits_total", **rd): "0+300x40", _s("redis_keyspace_misses_total", **rd): "0+60x40"},
@@ -113,12 +124,31 @@ def _cases(spec: PlatformSpec) -> list[Case]:
     add(Case("BanyanCacheHitRateLow", "all misses, below the traffic that says anything",
              {_s("redis_keyspace_hits_total", **rd): "0+0x40", _s("redis_keyspace_misses_total", **rd): "0+30x40"},
              silent=(wait + 5,)))
+    if k8s:
+        # The cluster's Prometheus scrapes other namespaces too: their Redis is not this stack's.
+        elsewhere = {**rd, "namespace": "other", "job": "other/redis"}
+        add(Case("BanyanCacheHitRateLow", "another namespace's Redis misses",
+                 {_s("redis_keyspace_hits_total", **rd): "0+600x40", _s("redis_keyspace_misses_total", **rd): "0+0x40",
+                  _s("redis_keyspace_hits_total", **elsewhere): "0+0x40",
+                  _s("redis_keyspace_misses_total", **elsewhere): "0+6000x40"}, silent=(wait + 5,)))
 
-    ngx = {"instance": spec.nginx.instance_names[0], "job": "nginx"}
-    requests = {_s("nginx_http_requests_total", status_class="2xx", method="GET", **ngx): "0+120x40"}
+    # On Kubernetes the series of two Nginx pods (a Deployment's pod names), summed by the recording rules: each pod
+    # counts its share of the requests per minute given.
+    ngx_pods = ([sidecar(spec.nginx.name, f"{spec.nginx.name}-6c9f7b8d4-{x}", MTAIL_CONTAINER)
+                 for x in ("k2x7p", "q9w4z")] if k8s else [{"instance": spec.nginx.instance_names[0], "job": "nginx"}])
+
+    def per_pod(metric: str, per_minute: int, pods: list[dict[str, str]] = ngx_pods, **labels: str) -> dict[str, str]:
+        assert per_minute % len(pods) == 0
+        return {_s(metric, **labels, **pod): f"0+{per_minute // len(pods)}x40" for pod in pods}
+
+    def status(per_minute: int, status_class: str, pods: list[dict[str, str]] = ngx_pods) -> dict[str, str]:
+        return per_pod("nginx_http_requests_total", per_minute, pods, status_class=status_class, method="GET")
+
+    requests = status(120, "2xx")
 
     def buckets(counts: dict[str, int]) -> dict[str, str]:
-        return {_s("nginx_http_request_duration_seconds_bucket", le=le, **ngx): f"0+{n}x40" for le, n in counts.items()}
+        return {k: v for le, n in counts.items() for k, v in per_pod("nginx_http_request_duration_seconds_bucket", n,
+                                                                      le=le).items()}
 
     wait = for_min("BanyanRequestLatencyHigh")
     add(Case("BanyanRequestLatencyHigh", "p95 near 300 ms",
@@ -130,37 +160,69 @@ def _cases(spec: PlatformSpec) -> list[Case]:
 
     wait = for_min("BanyanErrorRateHigh")
     add(Case("BanyanErrorRateHigh", "5 % of requests fail",
-             {_s("nginx_http_requests_total", status_class="2xx", method="GET", **ngx): "0+1140x40",
-              _s("nginx_http_requests_total", status_class="5xx", method="GET", **ngx): "0+60x40"},
+             {**status(1140, "2xx"), **status(60, "5xx")},
              fires={wait + RATE_DELAY: [{"severity": "critical"}]}, silent=(wait - 1,)))
     fail = int(t.error_rate_percent * 12)
     add(Case("BanyanErrorRateHigh", "exactly at the error rate",
-             {_s("nginx_http_requests_total", status_class="2xx", method="GET", **ngx): f"0+{1200 - fail}x40",
-              _s("nginx_http_requests_total", status_class="5xx", method="GET", **ngx): f"0+{fail}x40"},
-             silent=(wait + 5,)))
+             {**status(1200 - fail, "2xx"), **status(fail, "5xx")}, silent=(wait + 5,)))
+    if k8s:
+        other_nginx = [{**pod, "namespace": "other", "job": "other/nginx"} for pod in ngx_pods]
+        add(Case("BanyanErrorRateHigh", "another namespace's Nginx fails",
+                 {**status(1200, "2xx"), **status(1200, "5xx", other_nginx)}, silent=(wait + 5,)))
 
-    cpu = {"namespace": spec.kubernetes.namespace, "pod": "api-gateway-1", "container": "api-gateway"}
-    other = {**cpu, "namespace": "other"}
-    wait = for_min("BanyanContainerCPUHigh")
-    add(Case("BanyanContainerCPUHigh", "75 % of one core",
-             {_s("container_cpu_usage_seconds_total", **cpu): "0+45x40",
-              _s("kube_pod_container_resource_limits", resource="cpu", **cpu): "1x40"},
-             fires={wait + RATE_DELAY: [{**cpu, "severity": "warning"}]}, silent=(wait - 1,)))
-    add(Case("BanyanContainerCPUHigh", "67 % here; another namespace's at 100 %",
-             {_s("container_cpu_usage_seconds_total", **cpu): "0+40x40",
-              _s("kube_pod_container_resource_limits", resource="cpu", **cpu): "1x40",
-              _s("container_cpu_usage_seconds_total", **other): "0+60x40",
-              _s("kube_pod_container_resource_limits", resource="cpu", **other): "1x40"},
-             silent=(wait + 5,)))
-    wait = for_min("BanyanContainerMemoryHigh")
-    add(Case("BanyanContainerMemoryHigh", "95 % of the limit",
-             {_s("container_memory_working_set_bytes", **cpu): "1020054733x40",
-              _s("kube_pod_container_resource_limits", resource="memory", **cpu): "1073741824x40"},
-             fires={wait + 1: [{**cpu, "severity": "warning"}]}, silent=(wait - 1,)))
-    add(Case("BanyanContainerMemoryHigh", "75 % of the limit",
-             {_s("container_memory_working_set_bytes", **cpu): "805306368x40",
-              _s("kube_pod_container_resource_limits", resource="memory", **cpu): "1073741824x40"},
-             silent=(wait + 5,)))
+    if k8s:
+        cpu = {"namespace": spec.kubernetes.namespace, "pod": "api-gateway-1", "container": "api-gateway"}
+        other = {**cpu, "namespace": "other"}
+        wait = for_min("BanyanContainerCPUHigh")
+        add(Case("BanyanContainerCPUHigh", "75 % of one core",
+                 {_s("container_cpu_usage_seconds_total", **cpu): "0+45x40",
+                  _s("kube_pod_container_resource_limits", resource="cpu", **cpu): "1x40"},
+                 fires={wait + RATE_DELAY: [{**cpu, "severity": "warning"}]}, silent=(wait - 1,)))
+        add(Case("BanyanContainerCPUHigh", "67 % here; another namespace's at 100 %",
+                 {_s("container_cpu_usage_seconds_total", **cpu): "0+40x40",
+                  _s("kube_pod_container_resource_limits", resource="cpu", **cpu): "1x40",
+                  _s("container_cpu_usage_seconds_total", **other): "0+60x40",
+                  _s("kube_pod_container_resource_limits", resource="cpu", **other): "1x40"},
+                 silent=(wait + 5,)))
+        wait = for_min("BanyanContainerMemoryHigh")
+        add(Case("BanyanContainerMemoryHigh", "95 % of the limit",
+                 {_s("container_memory_working_set_bytes", **cpu): "1020054733x40",
+                  _s("kube_pod_container_resource_limits", resource="memory", **cpu): "1073741824x40"},
+                 fires={wait + 1: [{**cpu, "severity": "warning"}]}, silent=(wait - 1,)))
+        add(Case("BanyanContainerMemoryHigh", "75 % of the limit",
+                 {_s("container_memory_working_set_bytes", **cpu): "805306368x40",
+                  _s("kube_pod_container_resource_limits", resource="memory", **cpu): "1073741824x40"},
+                 silent=(wait + 5,)))
+
+    else:
+        # cAdvisor's series as the `cadvisor` job keeps them: the container's name, instance (`container`) and part.
+        gw = {"job": "cadvisor", "instance": "cadvisor", "name": f"{spec.project}-{spec.stack}-api-gateway-1",
+              "container": "api-gateway-1", "part": "api-gateway"}
+        nolimit = {**gw, "name": f"{spec.project}-{spec.stack}-api-gateway-2", "container": "api-gateway-2"}
+        half_core = {_s("container_spec_cpu_quota", **gw): "50000x40",
+                     _s("container_spec_cpu_period", **gw): "100000x40"}
+        wait = for_min("BanyanContainerCPUHigh")
+        add(Case("BanyanContainerCPUHigh", "80 % of its 0.5 CPU (quota/period)",
+                 {_s("container_cpu_usage_seconds_total", cpu="total", **gw): "0+24x40", **half_core},
+                 fires={wait + RATE_DELAY: [{"name": gw["name"], "container": gw["container"], "severity": "warning"}]},
+                 silent=(wait - 1,)))
+        add(Case("BanyanContainerCPUHigh", "60 % of its 0.5 CPU; a container without a quota at a full core",
+                 {_s("container_cpu_usage_seconds_total", cpu="total", **gw): "0+18x40", **half_core,
+                  _s("container_cpu_usage_seconds_total", cpu="total", **nolimit): "0+60x40",
+                  _s("container_spec_cpu_period", **nolimit): "100000x40"},
+                 silent=(wait + 5, wait + RATE_DELAY + 5)))
+        wait = for_min("BanyanContainerMemoryHigh")
+        add(Case("BanyanContainerMemoryHigh", "95 % of its memory limit",
+                 {_s("container_memory_working_set_bytes", **gw): "255013683x40",
+                  _s("container_spec_memory_limit_bytes", **gw): "268435456x40"},
+                 fires={wait + 1: [{"name": gw["name"], "container": gw["container"], "severity": "warning"}]},
+                 silent=(wait - 1,)))
+        add(Case("BanyanContainerMemoryHigh", "75 % of its limit; a container without a limit (0) at 1 GiB",
+                 {_s("container_memory_working_set_bytes", **gw): "201326592x40",
+                  _s("container_spec_memory_limit_bytes", **gw): "268435456x40",
+                  _s("container_memory_working_set_bytes", **nolimit): "1073741824x40",
+                  _s("container_spec_memory_limit_bytes", **nolimit): "0x40"},
+                 silent=(wait + 5,)))
 
     # ---- the platform's own -------------------------------------------------------------------------------
     rp = {"instance": replica, **pg_job, **ns}
@@ -225,7 +287,7 @@ def _cases(spec: PlatformSpec) -> list[Case]:
         add(Case("BanyanInstanceRestarting", "one restart of PostgreSQL",
                  {_s("cnpg_pg_postmaster_start_time", **pg): "100 100 200 200 200 200"}, silent=(5,)))
     wait = for_min("BanyanTargetDown")
-    target = {"instance": spec.redis.instance_names[0], "job": "redis", **ns}
+    target = rd
     add(Case("BanyanTargetDown", "a target down", {_s("up", **target): "0x40"},
              fires={wait + 1: [{**target, "severity": "warning"}]}, silent=(wait - 1,)))
     add(Case("BanyanTargetDown", "a target up", {_s("up", **target): "1x40"}, silent=(wait + 5,)))
@@ -310,8 +372,9 @@ def test_the_guide_thresholds_are_the_rules_and_the_database_one_is_the_budget_l
     assert guided == {
         "BanyanRequestLatencyHigh": ACTIONS["latency"], "BanyanQueueDepthHigh": ACTIONS["queue_depth"],
         "BanyanDatabaseConnectionsHigh": ACTIONS["db_connections"], "BanyanCacheHitRateLow": ACTIONS["cache_hit"],
-        "BanyanErrorRateHigh": ACTIONS["error_rate"],
+        "BanyanErrorRateHigh": ACTIONS["error_rate"], "BanyanContainerCPUHigh": ACTIONS["cpu"],
     }
+    assert f"* 100 > {t.cpu_percent}" in by["BanyanContainerCPUHigh"].expr
     k8s = {a.name: a.action for a in mc.alerts(_spec("kubernetes-large")) if a.guide}
     assert k8s["BanyanContainerCPUHigh"] == ACTIONS["cpu"]
     for rule in mc.rule_groups(spec)[1]["rules"]:

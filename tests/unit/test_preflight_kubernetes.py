@@ -239,6 +239,27 @@ def test_medium_objects_refuse_a_small_spec() -> None:
                     ("banyan:tier", "PostgreSQL's volumes")]
 
 
+def test_turning_monitoring_on_or_off_warns_that_the_redis_pods_roll() -> None:
+    """The live StatefulSet's pods carry the exporter or not (read from the stack's own objects): a preview that
+    adds or removes it says the nodes restart, one at a time; one that keeps it says nothing."""
+    def live(**sets: Any) -> KubernetesSnapshot:
+        (obj,) = [r.plain_inputs for r in render_stack("prod", set={"tier": "medium", **sets}).resources
+                  if r.type == "kubernetes:apps/v1:StatefulSet" and r.plain_inputs["metadata"]["name"] == "redis-node"]
+        return KubernetesSnapshot.from_objects(NS, redis_statefulset=obj)
+
+    on = {"monitoring.enabled": True, "monitoring.mtail_image": "banyan-local/mtail:bookworm-3.0.0"}
+    without, with_ = live(), live(**on)
+    assert without.redis is not None and with_.redis is not None
+    assert (without.redis.exporter, with_.redis.exporter) == (False, True)
+    (adding,) = check(prod("medium", **on), without).warnings
+    assert "adds the Redis exporter sidecar" in adding and "restarts its 3 node(s) one pod at a time" in adding
+    assert "Nginx pods roll too" in adding
+    (removing,) = check(prod("medium"), with_).warnings
+    assert "removes the Redis exporter sidecar" in removing
+    assert check(prod("medium", **on), with_).warnings == ()
+    assert check(prod("medium"), without).warnings == ()
+
+
 def test_a_redis_statefulset_without_the_annotation_is_judged_by_its_ports() -> None:
     def sts(replicas: int, ports: list[str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
         return {"metadata": {"name": "redis-node", "annotations": annotations or {}},

@@ -53,8 +53,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "large-queue-scaling": {"tier": "large", "services[0].queue_scaling.enabled": True,
                             "services[1].queue_scaling.enabled": True,
                             "services[1].queue_scaling.queues": ["service.order-service.commands.PlaceOrder"]},
-    # The monitoring part: its PodMonitors and PrometheusRule (the Prometheus Operator's CRDs are installed).
-    "large-monitoring": {"tier": "large", "monitoring.enabled": True},
+    # The monitoring part: its PodMonitors and PrometheusRule (the Prometheus Operator's CRDs are installed), and
+    # its sidecars in the Redis and Nginx pods (the Redis exporter; mtail, a native sidecar, with an mtail image).
+    "large-monitoring": {"tier": "large", "monitoring.enabled": True,
+                         "monitoring.mtail_image": "banyan-local/mtail:bookworm-3.0.0"},
 }
 FIELD_MANAGER = "banyan-e2e"
 # What the controller manager would create in a new namespace; none runs here.
