@@ -57,7 +57,14 @@ DEFAULT_WAIT_TIMEOUT_S = 60
 DEFAULT_ATTACH_TIMEOUT_S = 600
 # Repository names of the official images, and the local part that stands in for each.
 OFFICIAL_TO_PART = {"postgres": "postgres", "rabbitmq": "rabbitmq", "redis": "redis", "nginx": "nginx",
-                    "python": "python"}
+                    "python": "python",
+                    # The monitoring part: prom/prometheus, prom/alertmanager,
+                    # quay.io/prometheuscommunity/postgres-exporter, oliver006/redis_exporter, and an mtail image
+                    # (the stack names one: mtail's authors publish none).
+                    "prometheus": "prometheus", "alertmanager": "alertmanager",
+                    "postgres-exporter": "postgres-exporter", "redis_exporter": "redis-exporter", "mtail": "mtail",
+                    # ghcr.io/google/cadvisor: scripts/build-cadvisor's build of the same release.
+                    "cadvisor": "cadvisor"}
 
 # Inputs each resource type may carry. Provider-side knobs (waits, timeouts, teardown) are implemented
 # too; anything not listed is refused when the plan is made.

@@ -1,7 +1,7 @@
 """The dev stack on a real Docker engine, with images built locally from Debian's packages.
 
     sudo ./scripts/docker-engine && sudo ./scripts/build-images
-    sudo .venv/bin/pytest tests/e2e/docker -rA      # -rA shows the measured times
+    sudo .venv/bin/pytest tests/e2e/docker       # the measured times close the run ("Docker engine: measured")
 
 The stack is rendered for the local servers' versions (as tests/servers does) and driven by driver.py:
 created in dependency order, uploads copied before start, health waited for where `wait` is true.
@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 
 from testkit import Rendering, Secret, render_stack
 from tests.e2e.docker.driver import (
@@ -52,11 +53,12 @@ from tests.e2e.docker.driver import (
     upload_tar,
     wait_until,
 )
+from tests.helpers import report_measured
 
 
 def measured(line: str) -> None:
-    """A measured time, printed (pytest -rA shows it)."""
-    print(f"[docker-e2e] {line}")
+    """A measured time, for the run's summary ("Docker engine: measured")."""
+    report_measured("docker-engine", line)
 
 
 def _unavailable(what: str) -> None:
@@ -113,14 +115,23 @@ def images(engine: Engine) -> dict[str, LocalImage]:
     return found
 
 
-_RENDERED: dict[str, Rendering] = {}
+_RENDERED: dict[tuple[str, bool], Rendering] = {}
+# The monitoring part as the whole-stack tests run it: scrapes and evaluations every few seconds, so a state
+# is seen within seconds; the rules and their `for:` are the shipped ones.
+SCRAPE_S = 2
+EVALUATE_S = 1
 
 
-def rendered(tier: str, images: dict[str, LocalImage]) -> Rendering:
-    """The dev stack for `tier`, rendered for the local servers' versions."""
-    if tier not in _RENDERED:
-        _RENDERED[tier] = render_stack("dev", set={"tier": tier, **local_stack_sets(images)})
-    return _RENDERED[tier]
+def rendered(tier: str, images: dict[str, LocalImage], *, monitored: bool = False) -> Rendering:
+    """The dev stack for `tier`, rendered for the local servers' versions; `monitored`: with the monitoring part
+    (its mtail image the local one)."""
+    if (tier, monitored) not in _RENDERED:
+        sets: dict[str, object] = {"tier": tier, **local_stack_sets(images)}
+        if monitored:
+            sets |= {"monitoring.enabled": True, "monitoring.mtail_image": images["mtail"].tag,
+                     "monitoring.scrape_interval_s": SCRAPE_S, "monitoring.evaluation_interval_s": EVALUATE_S}
+        _RENDERED[tier, monitored] = render_stack("dev", set=sets)
+    return _RENDERED[tier, monitored]
 
 
 @contextmanager
@@ -138,8 +149,12 @@ def driven(rendering: Rendering, images: dict[str, LocalImage], engine: Engine,
         driver.down(volumes=True)
 
 
-def http_get(url: str, *, timeout_s: float = 5, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers=headers or {})
+def http_get(url: str, *, timeout_s: float = 5, headers: dict[str, str] | None = None, method: str = "GET",
+             body: Any = None) -> tuple[int, str]:
+    """The status and body of a request (`body`, if given, sent as JSON)."""
+    data = None if body is None else json.dumps(body).encode()
+    sent = {**(headers or {}), **({"Content-Type": "application/json"} if data is not None else {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, response.read().decode(errors="replace")
@@ -197,15 +212,16 @@ def _redis(stack: StackDriver, name: str, password: str | None) -> redis.Redis:
 
 
 class TestTheWholeStack:
-    """The whole dev stack, up once per tier for the whole class (and removed before the tests below, which
-    need the engine to themselves), in dependency order with health waits, as `pulumi up` creates it."""
+    """The whole dev stack with the monitoring part, up once per tier for the whole class (and removed before the
+    tests below, which need the engine to themselves), in dependency order with health waits, as `pulumi up`
+    creates it."""
 
     @pytest.fixture(scope="class", params=["small", "medium"])
     @classmethod
     def stack(cls, request: pytest.FixtureRequest, engine: Engine,
               images: dict[str, LocalImage]) -> Iterator[StackDriver]:
         tier = str(request.param)
-        with driven(rendered(tier, images), images, engine) as driver:
+        with driven(rendered(tier, images, monitored=True), images, engine) as driver:
             assert driver.up_seconds is not None and driver.dropped == []
             slowest = max(driver.timings.items(), key=lambda kv: kv[1])
             measured(f"{tier}: the whole stack, {len(driver.instances())} containers, up and healthy in "
@@ -306,6 +322,61 @@ class TestTheWholeStack:
             assert uid and uid[1] != "0", f"{name}: redis-server runs as uid {uid[1] if uid else '?'}"
 
 
+    def test_prometheus_scrapes_every_part_and_an_alert_is_read_through_its_published_port(
+            self, stack: StackDriver) -> None:
+        """From the host, on the port the stack publishes on loopback only: every target the rendered config
+        lists answers its scrape, every rule loads, Alertmanager is known; then 150 messages on a queue no one
+        consumes turn BanyanQueueDepthHigh pending (its shipped `for:` of 2 minutes would make it fire)."""
+        port = int(stack.step("prometheus").inputs["ports"][0]["external"])
+        assert stack.step("prometheus").inputs["ports"][0]["ip"] == "127.0.0.1"
+
+        def api(path: str) -> Any:
+            status, body = http_get(f"http://127.0.0.1:{port}/api/v1/{path}")
+            assert status == 200, (path, body)
+            return json.loads(body)["data"]
+
+        config = yaml.safe_load(stack.uploads("prometheus")["/etc/prometheus/prometheus.yml"][0])
+        listed = {(job["job_name"], t) for job in config["scrape_configs"]
+                  for static in job["static_configs"] for t in static["targets"]}
+
+        def scraped() -> dict[tuple[str, str], str]:
+            return {(t["labels"]["job"], t["discoveredLabels"]["__address__"]): t["health"]
+                    for t in api("targets?state=active")["activeTargets"]}
+
+        waited = wait_until(lambda: scraped() == dict.fromkeys(listed, "up"), timeout_s=60,
+                            what=f"every one of the {len(listed)} scrape targets up")
+        groups = api("rules")["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        assert rules and all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
+        (alertmanager,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+        assert [a["url"] for a in api("alertmanagers")["activeAlertmanagers"]] == [
+            f"http://{alertmanager}/api/v2/alerts"]
+        assert all(r["state"] == "inactive" for r in rules if r["type"] == "alerting"
+                   and r["name"] == "BanyanQueueDepthHigh")
+
+        queue = f"banyan-e2e-depth-{time.time_ns()}"
+        depth = 150
+        assert _management(stack, f"/api/queues/%2F/{queue}", method="PUT",
+                           body={"durable": True, "arguments": {"x-queue-type": "quorum"}})[0] in (201, 204)
+        for i in range(depth):
+            status, routed = _management(stack, "/api/exchanges/%2F/amq.default/publish", method="POST",
+                                         body={"properties": {}, "routing_key": queue, "payload": str(i),
+                                               "payload_encoding": "string"})
+            assert (status, routed) == (200, {"routed": True})
+        started = time.monotonic()
+
+        def pending() -> list[dict[str, Any]]:
+            return [a for a in api("alerts")["alerts"]
+                    if a["labels"]["alertname"] == "BanyanQueueDepthHigh" and a["labels"].get("queue") == queue]
+
+        wait_until(lambda: bool(pending()), timeout_s=30, what="BanyanQueueDepthHigh pending for the queue")
+        (alert,) = pending()
+        assert alert["state"] == "pending" and float(alert["value"]) == depth, alert
+        measured(f"monitoring: all {len(listed)} targets up (waited {waited:.1f}s for them); "
+                 f"BanyanQueueDepthHigh pending {time.monotonic() - started:.1f}s after {depth} messages "
+                 f"(scrape every {SCRAPE_S}s, evaluation every {EVALUATE_S}s)")
+
+
 # ---- the data tier's own entrypoints: start-up and credentials --------------------------------------
 def _psql(stack: StackDriver, instance: str, query: str, password: str) -> tuple[int, str, str]:
     result = stack.exec(instance, ["psql", "-X", "-A", "-t", "-w", "-h", "127.0.0.1", "-U", "banyan", "-d", "banyan",
@@ -333,15 +404,17 @@ def test_postgres_replicas_stream_from_the_primary(engine: Engine, images: dict[
 
 
 def _management(stack: StackDriver, path: str, user_env: str = "RABBITMQ_DEFAULT_USER",
-                password_env: str = "RABBITMQ_DEFAULT_PASS", *, env: dict[str, str] | None = None) -> tuple[int, Any]:
-    """GET on node 1's published management API, as the user whose name and password `stack`'s node 1 (or
-    `env`, another deployment's environment of it) holds under those keys."""
+                password_env: str = "RABBITMQ_DEFAULT_PASS", *, env: dict[str, str] | None = None,
+                method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    """A request (GET unless said) on node 1's published management API, as the user whose name and password
+    `stack`'s node 1 (or `env`, another deployment's environment of it) holds under those keys."""
     node = "rabbitmq-1"
     env = env or stack.env(node)
     token = base64.b64encode(f"{env[user_env]}:{env[password_env]}".encode()).decode()
     port = stack.step(node).inputs["ports"][0]["external"]
-    status, body = http_get(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Basic {token}"})
-    return status, json.loads(body) if status == 200 else body
+    status, text = http_get(f"http://127.0.0.1:{port}{path}", method=method, body=body,
+                            headers={"Authorization": f"Basic {token}"})
+    return status, json.loads(text) if status == 200 else text
 
 
 def test_rabbitmq_admin_manages_and_the_apps_user_does_not(engine: Engine, images: dict[str, LocalImage]) -> None:
