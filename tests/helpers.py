@@ -23,6 +23,21 @@ SHARED_DIR = PROJECT_DIR.parent / "shared"
 WAIT_ON = "wait_on"
 
 
+_MEASURED: list[tuple[str, str]] = []
+
+
+def report_measured(suite: str, line: str) -> None:
+    """A measured result (a time, a count of lost messages) for the run's summary, under `suite`'s section
+    (tests/conftest.py prints them at the end of the run)."""
+    _MEASURED.append((suite, line))
+    print(f"[{suite}] {line}")
+
+
+def measured_lines() -> list[tuple[str, str]]:
+    """(suite, line), in the order they were reported."""
+    return list(_MEASURED)
+
+
 def shared_file(*parts: str) -> Path:
     path = SHARED_DIR.joinpath(*parts)
     if not path.exists():

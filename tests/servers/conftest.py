@@ -24,22 +24,12 @@ from pathlib import Path
 import pytest
 
 from testkit import RecordedResource, Rendering, netns, render_stack, version_sets
-from tests.helpers import uploads
-
-REPORT: list[str] = []
+from tests.helpers import report_measured, uploads
 
 
 def report(line: str) -> None:
     """A measured result (recovery time, lost messages, failed requests) for the run's summary."""
-    REPORT.append(line)
-    print(f"[servers] {line}")
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if REPORT:
-        terminalreporter.section("real-server scenarios: measured")
-        for line in REPORT:
-            terminalreporter.write_line(line)
+    report_measured("servers", line)
 
 
 def _unavailable(what: str) -> None:

@@ -7,7 +7,7 @@ by hand, and `restart: unless-stopped` (like `always`) then leaves it down until
 (checked below, because an operator who "tests failover" with `docker kill` sees a node that never
 comes back).
 
-Each scenario prints what it measured (pytest -rA).
+Each scenario reports what it measured (the run's summary, "Docker engine: measured").
 """
 
 from __future__ import annotations
