@@ -136,13 +136,19 @@ def key_paths() -> set[str]:
     return {f"{title}.{name}" for title, model in sections() for name in model.model_fields}
 
 
+def _one_line(text: str) -> str:
+    """Docstrings and descriptions wrapped in the source, as one line (Markdown joins them the same way)."""
+    return " ".join(text.split())
+
+
 def render() -> str:
     out = [BEGIN]
     for title, model in sections():
-        out += ["", f"#### `{title}`", "", (model.__doc__ or "").strip(), "",
+        out += ["", f"#### `{title}`", "", _one_line(model.__doc__ or ""), "",
                 "| key | type | default | meaning |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
-            text = (field.description or "").replace("|", "\\|")
+            # A table cell is one line: a description written over several would end the row.
+            text = _one_line(field.description or "").replace("|", "\\|")
             out.append(f"| `{name}` | {type_text(field.annotation, field.metadata)} | {default_text(field)} | {text} |")
     out += ["", END]
     return "\n".join(out)
