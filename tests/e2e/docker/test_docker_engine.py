@@ -27,6 +27,7 @@ import re
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -345,6 +346,19 @@ class TestTheWholeStack:
 
         waited = wait_until(lambda: scraped() == dict.fromkeys(listed, "up"), timeout_s=60,
                             what=f"every one of the {len(listed)} scrape targets up")
+        # cAdvisor's view, as Prometheus keeps it: every running container of the stack, and only those, with the
+        # memory limit it was given (what BanyanContainerMemoryHigh divides by).
+        running = [n for n in stack.instances() if stack.inspect(n)["State"]["Running"]]
+        limits = {str(stack.step(n).inputs["name"]): int(stack.step(n).inputs["memory"]) * 2**20 for n in running}
+        ours = {str(stack.step(n).inputs["name"]) for n in stack.instances()}
+
+        def memory_limits() -> dict[str, int]:
+            found = api("query?query=" + urllib.parse.quote('container_spec_memory_limit_bytes{job="cadvisor"}'))
+            return {r["metric"]["name"]: int(float(r["value"][1])) for r in found["result"]}
+
+        wait_until(lambda: {k: v for k, v in memory_limits().items() if k in limits} == limits, timeout_s=60,
+                   what="cAdvisor's memory limit of every running container")
+        assert set(memory_limits()) <= ours, set(memory_limits()) - ours
         groups = api("rules")["groups"]
         rules = [r for g in groups for r in g["rules"]]
         assert rules and all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
