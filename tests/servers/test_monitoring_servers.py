@@ -421,6 +421,16 @@ def test_slow_or_failing_upstream_responses_fire_the_latency_and_error_alerts(pl
         load.wait(timeout=30)
 
 
+def test_a_rabbitmq_node_that_dies_fires_the_node_down_and_target_down_alerts(platform: Platform) -> None:
+    """Second to last: it takes the (only) RabbitMQ node down for good; nothing after it needs the bus."""
+    node = _spec().rabbitmq.instance_names[0]
+    since = time.monotonic()
+    platform.net.hosts[node].kill_all()
+    platform.wait_firing("BanyanRabbitMQNodeDown", since, "the only RabbitMQ node killed")
+    down = platform.wait_firing("BanyanTargetDown", since, "the only RabbitMQ node killed")
+    assert down["instance"] == node and down["job"].startswith("rabbitmq"), down
+
+
 def test_a_replica_that_stops_fires_the_replication_alert(platform: Platform) -> None:
     """Last: it takes the replica down for good."""
     spec = _spec()

@@ -323,6 +323,39 @@ class TestTheWholeStack:
             assert uid and uid[1] != "0", f"{name}: redis-server runs as uid {uid[1] if uid else '?'}"
 
 
+    def test_postgres_primary_lets_the_app_role_in_and_runs_unprivileged(self, stack: StackDriver) -> None:
+        password = stack.env("postgres-primary")["POSTGRES_APP_PASSWORD"]
+        assert _psql(stack, "postgres-primary", "SELECT current_user", password)[:2] == (0, "banyan")
+        # The server runs as the postgres user, not root, on our entrypoint (the image has none of its own).
+        status = stack.exec("postgres-primary", ["cat", "/proc/1/status"]).stdout
+        assert not re.search(r"^Uid:\s+0\b", status, re.MULTILINE), status
+
+    def test_postgres_replicas_stream_from_the_primary(self, stack: StackDriver) -> None:
+        replicas = containers_of(stack, "postgres-replica")
+        streaming = stack.exec("postgres-primary", [
+            "psql", "-X", "-A", "-t", "-U", "postgres", "-c",
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"]).stdout.strip()
+        assert streaming == str(len(replicas))
+
+    def test_rabbitmq_admin_manages_and_the_apps_user_does_not(self, stack: StackDriver) -> None:
+        status, whoami = _management(stack, "/api/whoami")
+        assert status == 200 and whoami["name"] == stack.env("rabbitmq-1")["RABBITMQ_DEFAULT_USER"]
+        assert "administrator" in str(whoami.get("tags"))
+        # The applications' user (the one in every service's RABBITMQ_URL) has no management tags.
+        status, _ = _management(stack, "/api/whoami", "BANYAN_RABBITMQ_APP_USER", "BANYAN_RABBITMQ_APP_PASSWORD")
+        assert status == 401
+        status, users = _management(stack, "/api/users")
+        assert status == 200 and "guest" not in {u["name"] for u in users}
+        # The Prometheus plugin stays enabled although the uploaded enabled_plugins replaces the image's.
+        prometheus = stack.exec("rabbitmq-1", ["rabbitmq-plugins", "-q", "is_enabled", "rabbitmq_prometheus"])
+        assert prometheus.exit_code == 0, prometheus.stdout + prometheus.stderr
+
+    def test_rabbitmq_nodes_form_one_cluster(self, stack: StackDriver) -> None:
+        status, nodes = _management(stack, "/api/nodes")
+        assert status == 200, nodes
+        running = sorted(n["name"] for n in nodes if n.get("running"))
+        assert running == sorted(f"rabbit@{n}" for n in containers_of(stack, "rabbitmq")), running
+
     def test_prometheus_scrapes_every_part_and_an_alert_is_read_through_its_published_port(
             self, stack: StackDriver) -> None:
         """From the host, on the port the stack publishes on loopback only: every target the rendered config
@@ -398,25 +431,6 @@ def _psql(stack: StackDriver, instance: str, query: str, password: str) -> tuple
     return result.exit_code, result.stdout.strip(), result.stderr
 
 
-def test_postgres_primary_lets_the_app_role_in(engine: Engine, images: dict[str, LocalImage]) -> None:
-    with driven(rendered("small", images), images, engine, "postgres") as stack:
-        password = stack.env("postgres-primary")["POSTGRES_APP_PASSWORD"]
-        assert _psql(stack, "postgres-primary", "SELECT current_user", password)[:2] == (0, "banyan")
-        # The server runs as the postgres user, not root, on our entrypoint (the image has none of its own).
-        status = stack.exec("postgres-primary", ["cat", "/proc/1/status"]).stdout
-        assert not re.search(r"^Uid:\s+0\b", status, re.MULTILINE), status
-
-
-def test_postgres_replicas_stream_from_the_primary(engine: Engine, images: dict[str, LocalImage]) -> None:
-    with driven(rendered("medium", images), images, engine, "postgres") as stack:
-        replicas = [n for n in stack.instances() if n.startswith("postgres-replica-")]
-        assert len(replicas) == 2
-        streaming = stack.exec("postgres-primary", [
-            "psql", "-X", "-A", "-t", "-U", "postgres", "-c",
-            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"]).stdout.strip()
-        assert streaming == "2"
-
-
 def _management(stack: StackDriver, path: str, user_env: str = "RABBITMQ_DEFAULT_USER",
                 password_env: str = "RABBITMQ_DEFAULT_PASS", *, env: dict[str, str] | None = None,
                 method: str = "GET", body: Any = None) -> tuple[int, Any]:
@@ -429,29 +443,6 @@ def _management(stack: StackDriver, path: str, user_env: str = "RABBITMQ_DEFAULT
     status, text = http_get(f"http://127.0.0.1:{port}{path}", method=method, body=body,
                             headers={"Authorization": f"Basic {token}"})
     return status, json.loads(text) if status == 200 else text
-
-
-def test_rabbitmq_admin_manages_and_the_apps_user_does_not(engine: Engine, images: dict[str, LocalImage]) -> None:
-    with driven(rendered("small", images), images, engine, "rabbitmq") as stack:
-        status, whoami = _management(stack, "/api/whoami")
-        assert status == 200 and whoami["name"] == stack.env("rabbitmq-1")["RABBITMQ_DEFAULT_USER"]
-        assert "administrator" in str(whoami.get("tags"))
-        # The applications' user (the one in every service's RABBITMQ_URL) has no management tags.
-        status, _ = _management(stack, "/api/whoami", "BANYAN_RABBITMQ_APP_USER", "BANYAN_RABBITMQ_APP_PASSWORD")
-        assert status == 401
-        status, users = _management(stack, "/api/users")
-        assert status == 200 and "guest" not in {u["name"] for u in users}
-        # The Prometheus plugin stays enabled although the uploaded enabled_plugins replaces the image's.
-        prometheus = stack.exec("rabbitmq-1", ["rabbitmq-plugins", "-q", "is_enabled", "rabbitmq_prometheus"])
-        assert prometheus.exit_code == 0, prometheus.stdout + prometheus.stderr
-
-
-def test_rabbitmq_nodes_form_one_cluster(engine: Engine, images: dict[str, LocalImage]) -> None:
-    with driven(rendered("medium", images), images, engine, "rabbitmq") as stack:
-        status, nodes = _management(stack, "/api/nodes")
-        assert status == 200, nodes
-        running = sorted(n["name"] for n in nodes if n.get("running"))
-        assert running == [f"rabbit@rabbitmq-{i}" for i in (1, 2, 3)], f"running nodes of the cluster: {running}"
 
 
 def _rotated(value: Any) -> Any:

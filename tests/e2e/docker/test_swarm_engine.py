@@ -18,6 +18,7 @@ here) Nginx is published in host mode, one task. The data tier, the 5 gateways a
 
 from __future__ import annotations
 
+import http.client
 import io
 import itertools
 import json
@@ -301,8 +302,10 @@ class Load:
                     self.ok += 1
                 else:
                     self.failures.append(f"HTTP {status}")
-            except (OSError, urllib.error.URLError) as exc:
-                self.failures.append(str(exc))
+            # A connection cut mid-response (IncompleteRead, RemoteDisconnected) is a failed request too; uncaught,
+            # it ended this thread and with it the count (seen in a CI run).
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
 
     def __enter__(self) -> Load:
         self._thread.start()
