@@ -114,6 +114,7 @@ def check(spec: PlatformSpec, snapshot: EngineSnapshot,
     problems += _versions(spec, mine)
     problems += _restore_over_data(spec, mine)
     warnings += _replaced_together(spec, mine, digests or {})
+    warnings += _apps_replaced_together(spec, mine)
     return Findings(tuple(problems), tuple(warnings))
 
 
@@ -147,6 +148,42 @@ def _replaced_together(spec: PlatformSpec, mine: Sequence[EngineContainer], dige
             "(measured in tests/e2e/docker/test_day2.py: no confirmed message lost, no failed request on the "
             "other masters)")
     return found
+
+
+def _apps_replaced_together(spec: PlatformSpec, mine: Sequence[EngineContainer]) -> list[str]:
+    """Every gateway and service container lists the data nodes in its environment (model/contract.py: the
+    PostgreSQL replicas, the RabbitMQ nodes, the Redis nodes), and a changed `envs` replaces a container. So an
+    update that adds or removes data nodes (a tier move, a count key) replaces all of them in one `up`, in
+    parallel: the gateways are down together until the new ones are healthy. The preview says so, with the
+    rolling procedure."""
+    listed = {spec.postgres.name: (rf"{re.escape(spec.postgres.name)}-replica-\d+", spec.postgres.replica_names),
+              spec.rabbitmq.name: (rf"{re.escape(spec.rabbitmq.name)}-\d+", spec.rabbitmq.instance_names),
+              spec.redis.name: (rf"{re.escape(spec.redis.name)}-node-\d+", spec.redis.instance_names)}
+    workloads = {w.name for w in spec.workloads}
+    live_apps = [c for c in mine if c.live and c.labels.get(PART_LABEL) in workloads]
+    if len(live_apps) < 2:
+        return []
+    moved = []
+    for part, (pattern, wanted) in listed.items():
+        running = {_instance(c) for c in mine
+                   if c.live and c.labels.get(PART_LABEL) == part and re.fullmatch(pattern, _instance(c))}
+        if not running:
+            continue  # the part is not up yet: nothing the apps list changes under them
+        added, removed = sorted(set(wanted) - running), sorted(running - set(wanted))
+        if added or removed:
+            moved.append(f"{part} " + ", ".join([*(f"+{i}" for i in added), *(f"-{i}" for i in removed)]))
+    if not moved:
+        return []
+    gateways = [_instance(c) for c in _nodes(live_apps, spec.gateway.name, rf"{re.escape(spec.gateway.name)}-(\d+)")]
+    said = (f"{spec.gateway.name} and the services: this update changes the data nodes their environment lists "
+            f"({'; '.join(moved)}), so `pulumi up` replaces all {len(live_apps)} of their running containers at once "
+            "(a changed environment replaces a container): requests fail until the new gateways are healthy")
+    if len(gateways) < 2:
+        return [said + " (with one gateway running, the edge is down while it is replaced, whatever the order)"]
+    steps = "; then ".join(f"`pulumi up --target '**docker:index/container:Container::*{g}'`" for g in gateways)
+    return [said + ". To keep serving, bring the data tier in first (the steps above, if any), then roll the gateways "
+            f"one at a time ({steps}), then run a plain `pulumi up`, which replaces the services (their queues hold "
+            "the work meanwhile)"]
 
 
 def _rabbitmq_grown_while_replaced(spec: PlatformSpec, mine: Sequence[EngineContainer],

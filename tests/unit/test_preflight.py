@@ -435,6 +435,35 @@ def test_new_rabbitmq_nodes_beside_replaced_ones_are_warned_to_grow_in_a_second_
     assert not [w for w in same_count.warnings if "cluster of its own" in w]
 
 
+def _live_platform(spec: PlatformSpec) -> list[EngineContainer]:
+    """`spec`'s containers as the engine lists them once it is up (the creation step exited)."""
+    parts = [(spec.postgres.name, spec.postgres.instance_names), (spec.rabbitmq.name, spec.rabbitmq.instance_names),
+             (spec.redis.name, spec.redis.instance_names),
+             *((w.name, w.instance_names) for w in spec.workloads)]
+    return [ours(i, part) for part, names in parts for i in names]
+
+
+def test_data_nodes_added_under_running_apps_are_warned_to_replace_every_app_container_at_once() -> None:
+    """Their environment lists the data nodes: growing the data tier replaces every gateway and service together."""
+    medium = spec_for("dev", tier="medium")
+    running = _live_platform(medium)
+    apps = [c for c in running if c.labels["banyan.part"] in {w.name for w in medium.workloads}]
+    [warning] = [w for w in check(spec_for("dev", tier="large"), engine(*running)).warnings
+                 if "their environment lists" in w]
+    assert warning.startswith(f"api-gateway and the services: this update changes the data nodes their environment "
+                              f"lists (postgres +postgres-replica-3; rabbitmq +rabbitmq-4, +rabbitmq-5; redis "
+                              f"+redis-node-4, +redis-node-5, +redis-node-6), so `pulumi up` replaces all {len(apps)} "
+                              "of their running containers at once"), warning
+    gateways = [f"api-gateway-{i}" for i in range(1, medium.gateway.instances + 1)]
+    steps = [f"`pulumi up --target '**docker:index/container:Container::*{g}'`" for g in gateways]
+    assert "; then ".join(steps) in warning
+    # Nothing moved, nothing running yet, or only the data tier up (a first `up`): no such warning.
+    for spec, snapshot in ((medium, engine(*running)),
+                           (spec_for("dev", tier="large"), engine()),
+                           (spec_for("dev", tier="large"), engine(*[c for c in running if c not in apps]))):
+        assert not [w for w in check(spec, snapshot).warnings if "their environment lists" in w]
+
+
 def test_one_changed_node_or_a_node_without_the_label_is_no_warning() -> None:
     spec = spec_for("dev", tier="medium")
     digests = io.node_digests(spec)
