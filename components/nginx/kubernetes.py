@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s_common as kc
+from components.monitoring import kubernetes as monitoring_k8s
 from components.nginx.config import (
     DRAIN_DELAY_S,
     HEALTH_PATH,
@@ -40,8 +41,6 @@ TMP_SIZE = "256Mi"
 def build(parent: pulumi.Resource, name: str, spec: NginxSpec, *, upstreams: Sequence[str], upstream_port: int,
           peers: int, target: KubernetesTarget) -> Built:
     """The public URL is an Output: a LoadBalancer's address is only known once provisioned."""
-    from components.monitoring import kubernetes as monitoring_k8s
-
     # With Nginx metrics (banyan:monitoring.enabled and mtail_image): a second access_log, to mtail in the pod.
     mtail = monitoring_k8s.mtail_sidecar(target.spec)
     conf = render_nginx_conf(spec, upstreams, upstream_port, resolver=target.spec.kubernetes.dns_host, peers=peers,

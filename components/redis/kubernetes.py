@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s_common
+from components.monitoring import kubernetes as monitoring_k8s
 from components.redis.config import (
     APP_PASSWORD_ENV,
     CLI_AUTH_ENV,
@@ -313,8 +314,6 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
 def _monitoring_sidecars(target: KubernetesTarget, secret_name: str) -> list[k8s.core.v1.ContainerArgs]:
     """The monitoring part's Redis exporter (banyan:monitoring.enabled), beside the node in every pod; none
     otherwise, so a stack without monitoring renders its pods as before. Adding or removing it rolls the nodes."""
-    from components.monitoring import kubernetes as monitoring_k8s
-
     exporter = monitoring_k8s.redis_exporter_sidecar(target.spec, secret_name=secret_name, password_key=PASSWORD_KEY)
     return [] if exporter is None else [exporter]
 
