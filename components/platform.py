@@ -19,6 +19,7 @@ from model.contract import Credentials, Endpoints, app_env, urls
 from model.images import REQUIRE_DIGESTS_PROP
 from model.preflight import PROJECT_LABEL, STACK_LABEL
 from model.spec import PlatformSpec
+from model.thresholds import redis_monitor_user
 
 TYPE = "banyan:index:BanyanPlatform"
 
@@ -44,7 +45,7 @@ class BanyanPlatform(pulumi.ComponentResource):
         super().__init__(TYPE, name, marks, opts)
         self.spec = spec
         child = pulumi.ResourceOptions(parent=self)
-        self.secrets = PlatformSecrets(f"{name}-secrets", opts=child)
+        self.secrets = PlatformSecrets(f"{name}-secrets", opts=child, redis_monitor=redis_monitor_user(spec))
         target = self._target(name, spec, child)
 
         self.postgres = PostgresCluster(f"{name}-postgres", spec.postgres, passwords=self.secrets.postgres,

@@ -36,6 +36,10 @@ class RedisCredentials:
     password: pulumi.Output[str]
     app_user: str
     app_password: pulumi.Output[str]
+    # The monitoring part's exporter's own ACL user (INFO and a few read-only statistics, no key): only where the
+    # part is on (PlatformSecrets' redis_monitor), None otherwise.
+    monitor_user: str | None = None
+    monitor_password: pulumi.Output[str] | None = None
 
 
 class PlatformSecrets(pulumi.ComponentResource):
@@ -46,7 +50,9 @@ class PlatformSecrets(pulumi.ComponentResource):
     rabbitmq: RabbitMQCredentials
     redis: RedisCredentials
 
-    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None, *, redis_monitor: bool = False) -> None:
+        """`redis_monitor`: the monitoring part is built (model/thresholds.py redis_monitor_user), and its Redis
+        exporter gets a user and password of its own; off, no such password exists (the stack renders as before)."""
         super().__init__(TYPE, name, None, opts)
 
         def password(purpose: str, length: int = 32) -> pulumi.Output[str]:
@@ -73,7 +79,10 @@ class PlatformSecrets(pulumi.ComponentResource):
         )
         # Imported here: components.redis imports this module (its builders take RedisCredentials).
         from components.redis.config import APP_USER as REDIS_APP_USER
+        from components.redis.config import MONITOR_USER as REDIS_MONITOR_USER
 
         self.redis = RedisCredentials(password=password("redis"), app_user=REDIS_APP_USER,
-                                      app_password=password("redis-app"))
+                                      app_password=password("redis-app"),
+                                      monitor_user=REDIS_MONITOR_USER if redis_monitor else None,
+                                      monitor_password=password("redis-monitor") if redis_monitor else None)
         self.register_outputs({})

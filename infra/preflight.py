@@ -214,9 +214,11 @@ def node_digests(spec: PlatformSpec) -> dict[str, str]:
     own renderers, so the preview compares what `up` would ship)."""
     from components.rabbitmq import docker as rabbitmq_docker
     from components.redis import docker as redis_docker
+    from model.thresholds import redis_monitor_user
 
     digests = {i: rabbitmq_docker.node_digest(spec.rabbitmq) for i in spec.rabbitmq.instance_names}
-    digests |= {i: redis_docker.node_digest(spec.redis, i) for i in spec.redis.instance_names}
+    monitor = redis_monitor_user(spec)
+    digests |= {i: redis_docker.node_digest(spec.redis, i, monitor=monitor) for i in spec.redis.instance_names}
     return digests
 
 

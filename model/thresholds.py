@@ -86,6 +86,12 @@ def redis_metrics(spec: PlatformSpec) -> bool:
     return spec.target == "docker" or (spec.target == "kubernetes" and spec.monitoring.enabled)
 
 
+def redis_monitor_user(spec: PlatformSpec) -> bool:
+    """Whether the Redis nodes define the monitoring exporter's own ACL user: where the monitoring part is built
+    (banyan:monitoring.enabled, and a target it is built for) and scrapes Redis."""
+    return spec.monitoring.enabled and spec.target != "swarm" and redis_metrics(spec)
+
+
 def monitoring_warnings(spec: PlatformSpec) -> list[str]:
     """What an enabled monitoring part will not watch on this stack, said at preview and in the plan."""
     mon = spec.monitoring

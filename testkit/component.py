@@ -28,6 +28,7 @@ from components.secrets import PlatformSecrets
 from components.target import DockerTarget, KubernetesTarget, Target
 from infra.program import load_spec
 from model.spec import PlatformSpec
+from model.thresholds import redis_monitor_user
 from testkit.render import (
     PROJECT_DIR,
     PreviewMocks,
@@ -92,7 +93,8 @@ def render_component(spec: PlatformSpec, build: Callable[[Scaffold], T], *,
 
     def program() -> None:
         root = pulumi.ComponentResource(ROOT_TYPE, ROOT_NAME)
-        secrets = PlatformSecrets(SECRETS_NAME, opts=pulumi.ResourceOptions(parent=root))
+        secrets = PlatformSecrets(SECRETS_NAME, opts=pulumi.ResourceOptions(parent=root),
+                                  redis_monitor=redis_monitor_user(spec))
         built.append(build(Scaffold(spec=spec, root=root, secrets=secrets, target=_target(spec, root))))
 
     if mocks is None and preview:

@@ -656,6 +656,10 @@ def monitoring_lines(spec: PlatformSpec) -> list[str]:
         # The sidecars change the parts' pod templates: turning the part on or off restarts those pods.
         pods = "the Redis pods (redis-exporter)" + (" and the Nginx pods (mtail)" if mc.has_nginx_metrics(spec) else "")
         where += f"; sidecars in {pods}: turning monitoring on or off rolls them, one pod at a time"
+    else:
+        # The nodes' start script defines the exporter's own ACL user (components/redis/config.py MONITOR_USER).
+        where += ("; the Redis nodes define the exporter's ACL user (banyan-monitor): turning monitoring on or off "
+                  "replaces each node container once (roll a cluster with the preview's procedure)")
     lines = [where]
     for alert in mc.alerts(spec):
         lines.append(f"- {alert.name} ({alert.severity}, for {mc.SHIPPED.for_(alert.for_s)}): {alert.condition}"

@@ -590,8 +590,19 @@ def postgres_exporter_uri(spec: PlatformSpec, instance: str) -> str:
     return f"{instance}:{spec.postgres.port}/{spec.postgres.database}?sslmode=disable"
 
 
+# The exporter logs in as its own ACL user (components/redis/config.py MONITOR_USER, MONITOR_ACL: every command it
+# sends with these flags, and nothing else): the name in REDIS_USER, its password in REDIS_PASSWORD (main.go's
+# --redis.user / --redis.password defaults in v1.45.0).
+REDIS_EXPORTER_USER_ENV = "REDIS_USER"
+REDIS_EXPORTER_PASSWORD_ENV = "REDIS_PASSWORD"
+
+
 def redis_exporter_args() -> list[str]:
-    return [f"--web.listen-address=:{REDIS_EXPORTER_PORT}"]
+    """--config-command=-: the exporter's `CONFIG GET *` answers requirepass and masterauth (the administrator's
+    password) to whoever may run it, so its user may not. v1.45.0 sends the name given instead of CONFIG, and Redis
+    answers an unknown command `-` before any ACL check (no ACL LOG entry, no redis_config_* metric, which no rule
+    reads); releases from v1.61.0 on skip the call for `-` (upstream #915)."""
+    return [f"--web.listen-address=:{REDIS_EXPORTER_PORT}", "--config-command=-"]
 
 
 # ---- Nginx: mtail over the access log ----------------------------------------------------------------------

@@ -67,6 +67,15 @@ def cadvisor_command(spec: PlatformSpec) -> list[str]:
             "-enable_metrics=cpu,memory"]
 
 
+def redis_exporter_env(redis: RedisCredentials) -> dict[str, pulumi.Input[str]]:
+    """The Redis exporter's login: the monitoring user (components/redis/config.py MONITOR_USER), never the
+    administrator."""
+    if redis.monitor_user is None or redis.monitor_password is None:
+        raise ValueError("the Redis exporter needs its ACL user: build PlatformSecrets with redis_monitor "
+                         "(model/thresholds.py redis_monitor_user)")
+    return {c.REDIS_EXPORTER_USER_ENV: redis.monitor_user, c.REDIS_EXPORTER_PASSWORD_ENV: redis.monitor_password}
+
+
 def nginx_metrics_labels(spec: PlatformSpec) -> dict[str, str]:
     """What Nginx's container carries of mtail's: Nginx resolves the syslog host once, at start, so a new mtail
     container (a new address) must come with a new Nginx (its label changes, which replaces it)."""
@@ -112,8 +121,8 @@ def build(parent: pulumi.Resource, name: str, spec: PlatformSpec, *, postgres: P
         image=REDIS_EXPORTER.ref, resources=EXPORTER_RESOURCES, parent=parent,
         health=dc.Health.http(c.REDIS_EXPORTER_PORT, "/health"),
         command=c.redis_exporter_args(),
-        # The administrator's: INFO, CONFIG GET maxmemory and CLUSTER INFO are administrative commands.
-        env={"REDIS_PASSWORD": redis.password},
+        # Its own ACL user, which every node defines where the part is on (statistics only: no key, no value).
+        env=redis_exporter_env(redis),
         depends_on=list(scraped),
     ))
     # The containers' CPU and memory against their limits (the BanyanContainer* alerts): no published port.

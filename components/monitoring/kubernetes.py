@@ -19,6 +19,7 @@ from components import k8s_common as kc
 from components.monitoring import config as c
 from components.monitoring.images import REDIS_EXPORTER
 from components.postgres import kubernetes as postgres_k8s
+from components.redis.config import MONITOR_USER
 from components.seam import Built
 from components.target import KubernetesTarget
 from model.preflight_kubernetes import MTAIL_CONTAINER, REDIS_EXPORTER_CONTAINER
@@ -120,10 +121,10 @@ def _metrics_probe(path: str, *, period_s: int, failures: int) -> k8s.core.v1.Pr
 def redis_exporter_sidecar(spec: PlatformSpec, *, secret_name: str,
                            password_key: str) -> k8s.core.v1.ContainerArgs | None:
     """The Redis exporter beside each Redis node, scraping it on the pod's loopback (the Docker exporter's flags,
-    one target instead of its /scrape); None where Redis is not scraped. It logs in as the administrator, as on
-    Docker (INFO, CONFIG GET and CLUSTER INFO are administrative commands), its password from the Redis Secret.
-    A cluster node reports `redis_cluster_state` by itself (the exporter reads CLUSTER INFO wherever INFO says
-    cluster_enabled:1; its --is-cluster is only for key checks across the cluster, which are not used)."""
+    one target instead of its /scrape); None where Redis is not scraped. It logs in as its own ACL user, as on
+    Docker (components/redis/config.py MONITOR_USER: statistics only), its password from the Redis Secret's
+    `password_key`. A cluster node reports `redis_cluster_state` by itself (the exporter reads CLUSTER INFO wherever
+    INFO says cluster_enabled:1; its --is-cluster is only for key checks across the cluster, which are not used)."""
     if not redis_metrics(spec):
         return None
     return k8s.core.v1.ContainerArgs(
@@ -131,8 +132,9 @@ def redis_exporter_sidecar(spec: PlatformSpec, *, secret_name: str,
         image=REDIS_EXPORTER.ref,
         image_pull_policy="IfNotPresent",
         args=[*c.redis_exporter_args(), f"--redis.addr=redis://localhost:{spec.redis.port}"],
-        env=[k8s.core.v1.EnvVarArgs(name="REDIS_PASSWORD", value_from=k8s.core.v1.EnvVarSourceArgs(
-            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=password_key)))],
+        env=[k8s.core.v1.EnvVarArgs(name=c.REDIS_EXPORTER_USER_ENV, value=MONITOR_USER),
+             k8s.core.v1.EnvVarArgs(name=c.REDIS_EXPORTER_PASSWORD_ENV, value_from=k8s.core.v1.EnvVarSourceArgs(
+                 secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=password_key)))],
         ports=[k8s.core.v1.ContainerPortArgs(name=METRICS_PORT_NAME, container_port=c.REDIS_EXPORTER_PORT,
                                              protocol="TCP")],
         resources=kc.resources(SIDECAR_RESOURCES),

@@ -32,6 +32,25 @@ APP_ACL = "~* &* +@all -@admin -@dangerous +info"
 SUBCOMMAND_CATEGORIES_SINCE = (7, 0)
 APP_ACL_BEFORE_SUBCOMMAND_CATEGORIES = (
     "+cluster|info +cluster|keyslot +cluster|nodes +cluster|slots +client|getname +client|id +client|setname")
+# The monitoring part's Redis exporter (banyan:monitoring.enabled): its own ACL user, defined by the start script
+# like the applications' and only where the part is on (a stack without it renders the nodes as before).
+MONITOR_USER = "banyan-monitor"
+MONITOR_PASSWORD_ENV = "REDIS_MONITOR_PASSWORD"
+# What oliver006/redis_exporter v1.45.0 (components/monitoring/images.py) sends a node per scrape with the flags
+# components/monitoring/config.py redis_exporter_args passes (no key checks, no client list, no Lua script, no
+# ping-on-connect, no database in the address, so no SELECT), from exporter/exporter.go scrapeRedisHost:
+#   CLIENT SETNAME redis_exporter  (--set-client-name, on by default)
+#   INFO ALL (INFO where that fails)
+#   CLUSTER INFO                   (only where INFO says cluster_enabled:1: monitor_acl adds it in cluster mode)
+#   LATENCY LATEST                 (exporter/latency.go)
+#   SLOWLOG LEN, SLOWLOG GET 1     (exporter/slowlog.go)
+# plus AUTH, which every user may send. Not given, so not a key, a value or a password: no key pattern, no channel;
+# CONFIG GET (its `*` answers requirepass and masterauth, the administrator's password: the exporter is passed
+# --config-command=- instead and sends no CONFIG), and SLOWLOG GET (it answers the arguments of the slowest recent
+# commands, keys and values: refused, the exporter then only lacks redis_slowlog_last_id and
+# redis_last_slow_execution_duration_seconds, which no rule reads). `reset` first (the user line), so these are all.
+MONITOR_ACL = "resetchannels -@all +client|setname +info +latency|latest +slowlog|len"
+MONITOR_ACL_CLUSTER = "+cluster|info"
 # redis-cli reads its password from this variable, which keeps it off every command line.
 CLI_AUTH_ENV = "REDISCLI_AUTH"
 CLUSTER_SLOTS = 16384
@@ -149,22 +168,27 @@ def render_start_script(
     conf_path: str = CONF_PATH,
     data_dir: str = DATA_DIR,
     resolve_timeout_s: int = RESOLVE_TIMEOUT_S,
+    monitor: bool = False,
 ) -> str:
     """The node's entrypoint: checks the password, refreshes peer addresses (cluster), then execs
     redis-server with requirepass/masterauth read from stdin, so neither a file nor argv holds them.
+    `monitor`: the monitoring part is on, and the script also defines its exporter's user (MONITOR_USER).
 
     Arguments given to the script go to redis-server after the config file.
     """
     ver = version(spec)
     cluster = spec.mode == "cluster"
     secrets = [f'requirepass "${PASSWORD_ENV}"', app_user_directive(spec)]
+    if monitor:
+        secrets.append(monitor_user_directive(spec))
     if cluster:
         # Replicas authenticate to their master with the same password.
         secrets.append(f'masterauth "${PASSWORD_ENV}"')
     refresh = cluster and ver >= HOSTNAMES_SINCE
     parts = [
         _START_HEAD.format(conf=conf_path, data=data_dir, env=PASSWORD_ENV),
-        _CHECK_PASSWORD.format(env=APP_PASSWORD_ENV),
+        _CHECK_PASSWORD.format(env=APP_PASSWORD_ENV, who="the applications'"),
+        _CHECK_PASSWORD.format(env=MONITOR_PASSWORD_ENV, who="the monitoring exporter's") if monitor else "",
         _REFRESH.format(timeout=resolve_timeout_s) if refresh else "",
         _START_TAIL.format(secrets="\n".join(secrets), drop=drop_privileges("redis", log="echo >&2 start.sh:")),
     ]
@@ -184,9 +208,20 @@ def app_user_directive(spec: RedisSpec) -> str:
     return f'user {APP_USER} reset on >"${APP_PASSWORD_ENV}" {app_acl(spec)}'
 
 
+def monitor_acl(spec: RedisSpec) -> str:
+    """The monitoring exporter's user's rules (after `on` and its password): MONITOR_ACL, and CLUSTER INFO where
+    the nodes are a cluster (the exporter sends it nowhere else)."""
+    return f"{MONITOR_ACL} {MONITOR_ACL_CLUSTER}" if spec.mode == "cluster" else MONITOR_ACL
+
+
+def monitor_user_directive(spec: RedisSpec) -> str:
+    """The exporter's `user` line, like app_user_directive's."""
+    return f'user {MONITOR_USER} reset on >"${MONITOR_PASSWORD_ENV}" {monitor_acl(spec)}'
+
+
 _CHECK_PASSWORD = r"""
 case "${{{env}:-}}" in
-  "") echo "start.sh: {env} is empty; refusing to start a node without the applications' password" >&2; exit 64 ;;
+  "") echo "start.sh: {env} is empty; refusing to start a node without {who} password" >&2; exit 64 ;;
   *[!A-Za-z0-9._~-]*) echo "start.sh: {env} may only hold A-Z a-z 0-9 . _ ~ -" >&2; exit 64 ;;
 esac
 """

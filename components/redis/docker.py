@@ -14,6 +14,7 @@ from components.redis.config import (
     CONF_PATH,
     CREATE_PATH,
     DATA_DIR,
+    MONITOR_PASSWORD_ENV,
     PASSWORD_ENV,
     START_PATH,
     health_test,
@@ -42,24 +43,29 @@ LOG_TAIL_LINES = 30
 NODE_ENTRYPOINT = ["/bin/sh", START_PATH]
 
 
-def node_uploads(spec: RedisSpec, instance: str) -> list[docker_common.Upload]:
-    """The files node `instance` runs on (its redis.conf announces its own host name)."""
+def node_uploads(spec: RedisSpec, instance: str, *, monitor: bool = False) -> list[docker_common.Upload]:
+    """The files node `instance` runs on (its redis.conf announces its own host name). `monitor`: the start
+    script also defines the monitoring exporter's user (RedisCredentials.monitor_password is set)."""
     return [
         docker_common.Upload(CONF_PATH, render_redis_conf(spec, instance)),
-        docker_common.Upload(START_PATH, render_start_script(spec), executable=True),
+        docker_common.Upload(START_PATH, render_start_script(spec, monitor=monitor), executable=True),
     ]
 
 
-def node_digest(spec: RedisSpec, instance: str) -> str:
+def node_digest(spec: RedisSpec, instance: str, *, monitor: bool = False) -> str:
     """The config label node `instance` of `spec` carries (docker_common.CONFIG_LABEL)."""
-    return docker_common.config_digest(node_uploads(spec, instance), None, NODE_ENTRYPOINT)
+    return docker_common.config_digest(node_uploads(spec, instance, monitor=monitor), None, NODE_ENTRYPOINT)
 
 
 def node_env(credentials: RedisCredentials) -> dict[str, pulumi.Input[str]]:
     """Every node's environment (the Swarm target's too): the administrator's password (requirepass; redis-cli
-    in the health check) and the applications' (their ACL user, which the start script defines)."""
-    return {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password,
-            APP_PASSWORD_ENV: credentials.app_password}
+    in the health check), the applications' (their ACL user, which the start script defines) and, where the
+    monitoring part is on, its exporter's (its ACL user, likewise)."""
+    env: dict[str, pulumi.Input[str]] = {PASSWORD_ENV: credentials.password, CLI_AUTH_ENV: credentials.password,
+                                         APP_PASSWORD_ENV: credentials.app_password}
+    if credentials.monitor_password is not None:
+        env[MONITOR_PASSWORD_ENV] = credentials.monitor_password
+    return env
 
 
 def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: RedisCredentials,
@@ -81,7 +87,7 @@ def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: R
                 parent=parent,
                 env=env,
                 entrypoint=["/bin/sh", START_PATH],
-                uploads=node_uploads(spec, instance),
+                uploads=node_uploads(spec, instance, monitor=credentials.monitor_password is not None),
                 # Data, AOF and the cluster's nodes.conf: all of a node's state outlives its container.
                 mounts=[docker_common.Mount(data, DATA_DIR)],
                 stateful=True,

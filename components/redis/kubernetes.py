@@ -20,6 +20,7 @@ from components.redis.config import (
     CONF_PATH,
     CREATE_PATH,
     DATA_DIR,
+    MONITOR_PASSWORD_ENV,
     PASSWORD_ENV,
     START_PATH,
     health_test,
@@ -51,6 +52,9 @@ IMAGE_GID = 1000
 PASSWORD_KEY = "password"
 # The applications' ACL user's password: only the nodes read it (the start script defines the user with it).
 APP_PASSWORD_KEY = "app-password"
+# The monitoring exporter's ACL user's password (banyan:monitoring.enabled): the nodes define the user with it, the
+# exporter sidecar logs in with it.
+MONITOR_PASSWORD_KEY = "monitor-password"
 START_KEY = "start.sh"
 CREATE_KEY = "create-cluster.sh"
 # The pod's own name (redis-node-<i>), from the downward API: it picks the node's redis.conf.
@@ -107,12 +111,14 @@ def conf_key(pod: str) -> str:
     return f"{pod}.conf"
 
 
-def config_files(spec: RedisSpec, namespace: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> dict[str, str]:
+def config_files(spec: RedisSpec, namespace: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN, *,
+                 monitor: bool = False) -> dict[str, str]:
     """Every file the nodes and the Job read, rendered by the same functions as on Docker: a redis.conf per
-    node (each announces its own name), the start script and, for a cluster, the creation script."""
+    node (each announces its own name), the start script (`monitor`: defining the monitoring exporter's user
+    too) and, for a cluster, the creation script."""
     files = {conf_key(pod): render_redis_conf(spec, announced_host(spec, namespace, pod, cluster_domain))
              for pod in pod_names(spec)}
-    files[START_KEY] = render_start_script(spec)
+    files[START_KEY] = render_start_script(spec, monitor=monitor)
     if spec.mode == "cluster":
         endpoints = [f"{announced_host(spec, namespace, pod, cluster_domain)}:{spec.port}" for pod in pod_names(spec)]
         files[CREATE_KEY] = render_cluster_create_script(spec, endpoints)
@@ -152,15 +158,19 @@ def _digest(data: Any) -> str:
 def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: RedisCredentials,
           target: KubernetesTarget) -> Built:
     namespace = target.namespace_name
-    files = config_files(spec, namespace, target.spec.kubernetes.cluster_domain)
+    monitor = credentials.monitor_password is not None
+    files = config_files(spec, namespace, target.spec.kubernetes.cluster_domain, monitor=monitor)
     cm_name = config_map_name(spec, files)
     secret_name = f"{spec.name}-auth"
     svc_name = service_name(spec)
     cluster = spec.mode == "cluster"
 
+    secret_data: dict[str, pulumi.Input[str]] = {PASSWORD_KEY: credentials.password,
+                                                 APP_PASSWORD_KEY: credentials.app_password}
+    if credentials.monitor_password is not None:
+        secret_data[MONITOR_PASSWORD_KEY] = credentials.monitor_password
     secret = k8s_common.secret(f"{name}-auth", target=target, part=PART, parent=parent, object_name=secret_name,
-                               data={PASSWORD_KEY: credentials.password,
-                                     APP_PASSWORD_KEY: credentials.app_password})
+                               data=secret_data)
     config = k8s_common.config_map(f"{name}-config", target=target, part=PART, parent=parent,
                                    object_name=cm_name, data=files)
     ports = [k8s_common.Port("redis", spec.port)]
@@ -199,7 +209,7 @@ def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: R
                 when_deleted="Retain", when_scaled="Retain"),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=target.labels(PART, NODE_COMPONENT)),
-                spec=_node_pod(spec, target, cm_name, secret_name),
+                spec=_node_pod(spec, target, cm_name, secret_name, monitor=monitor),
             ),
             volume_claim_templates=[k8s.core.v1.PersistentVolumeClaimArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=DATA_VOLUME, labels=target.selector(PART)),
@@ -251,7 +261,8 @@ def _shell(command: str) -> k8s.core.v1.ExecActionArgs:
     return k8s.core.v1.ExecActionArgs(command=["/bin/sh", "-c", command])
 
 
-def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_name: str) -> k8s.core.v1.PodSpecArgs:
+def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_name: str, *,
+              monitor: bool) -> k8s.core.v1.PodSpecArgs:
     env = {
         POD_NAME_ENV: k8s.core.v1.EnvVarArgs(name=POD_NAME_ENV, value_from=k8s.core.v1.EnvVarSourceArgs(
             field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.name"))),
@@ -261,6 +272,9 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
         CLI_AUTH_ENV: _password_env(CLI_AUTH_ENV, secret_name),
         APP_PASSWORD_ENV: _password_env(APP_PASSWORD_ENV, secret_name, APP_PASSWORD_KEY),
     }
+    if monitor:
+        # The monitoring exporter's user, which start.sh defines like the applications'.
+        env[MONITOR_PASSWORD_ENV] = _password_env(MONITOR_PASSWORD_ENV, secret_name, MONITOR_PASSWORD_KEY)
     ports = [k8s.core.v1.ContainerPortArgs(name="redis", container_port=spec.port, protocol="TCP")]
     if spec.mode == "cluster":
         ports.append(k8s.core.v1.ContainerPortArgs(name="cluster-bus", container_port=spec.bus_port,
@@ -301,7 +315,7 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
                                             read_only=True),
                 k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path="/tmp"),
             ],
-        ), *_monitoring_sidecars(target, secret_name)],
+        ), *_monitoring_sidecars(target, secret_name, monitor=monitor)],
         volumes=[
             k8s.core.v1.VolumeArgs(name=CONFIG_VOLUME, config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                 name=cm_name, default_mode=0o444)),
@@ -311,10 +325,16 @@ def _node_pod(spec: RedisSpec, target: KubernetesTarget, cm_name: str, secret_na
     )
 
 
-def _monitoring_sidecars(target: KubernetesTarget, secret_name: str) -> list[k8s.core.v1.ContainerArgs]:
-    """The monitoring part's Redis exporter (banyan:monitoring.enabled), beside the node in every pod; none
-    otherwise, so a stack without monitoring renders its pods as before. Adding or removing it rolls the nodes."""
-    exporter = monitoring_k8s.redis_exporter_sidecar(target.spec, secret_name=secret_name, password_key=PASSWORD_KEY)
+def _monitoring_sidecars(target: KubernetesTarget, secret_name: str, *,
+                         monitor: bool) -> list[k8s.core.v1.ContainerArgs]:
+    """The monitoring part's Redis exporter (banyan:monitoring.enabled), beside the node in every pod, logged in as
+    its own ACL user (`monitor`: the nodes define it); none otherwise, so a stack without monitoring renders its
+    pods as before. Adding or removing it rolls the nodes."""
+    exporter = monitoring_k8s.redis_exporter_sidecar(target.spec, secret_name=secret_name,
+                                                     password_key=MONITOR_PASSWORD_KEY)
+    if exporter is not None and not monitor:
+        raise ValueError("the Redis exporter sidecar needs its ACL user: build PlatformSecrets with redis_monitor "
+                         "(model/thresholds.py redis_monitor_user)")
     return [] if exporter is None else [exporter]
 
 

@@ -54,7 +54,7 @@ def build(parent: pulumi.Resource, name: str, spec: RedisSpec, *, credentials: R
                 rollout=sc.Rollout.stateful(),
                 env=env,
                 entrypoint=NODE_ENTRYPOINT,
-                uploads=node_uploads(spec, instance),
+                uploads=node_uploads(spec, instance, monitor=credentials.monitor_password is not None),
                 mounts=[sc.VolumeMount(target.volume_name(instance), DATA_DIR)],
                 constraints=sc.placement(target, instance),
                 # Cluster nodes announce their names, and every node must reach every other's own address.

@@ -31,6 +31,7 @@ import yaml
 from components.monitoring import config as mc
 from components.redis.config import CONF_DIR as REDIS_CONF_DIR
 from components.redis.config import DATA_DIR as REDIS_DATA_DIR
+from components.redis.config import MONITOR_PASSWORD_ENV, MONITOR_USER
 from model.spec import PlatformSpec
 from testkit import Rendering, netns, render_stack, unwrap
 from tests.helpers import env_of, spec_for, uploads
@@ -356,6 +357,45 @@ def test_every_monitoring_container_passes_its_rendered_health_check(platform: P
         assert test[0] == "CMD", test
         done = platform.net.hosts[name].run(test[1:], check=False, timeout=30)
         assert done.returncode == 0, f"{name}: {' '.join(test[1:])} exited {done.returncode}: {done.stderr}"
+
+
+def test_the_redis_exporter_logs_in_as_its_own_user_which_reads_no_key_value_or_password(platform: Platform) -> None:
+    """The exporter's rendered login is banyan-monitor (components/redis/config.py MONITOR_ACL), not the administrator:
+    it scrapes every node (redis_up 1), the only command of its scrapes Redis refuses is SLOWLOG GET (the slow
+    commands' arguments), and the user may read no key, value or setting (ACL DRYRUN, which logs nothing)."""
+    spec, r = _spec(), platform.rendering
+    name = spec.redis.instance_names[0]
+    exporter, node = env_of(container(r, mc.REDIS_EXPORTER_HOST)), env_of(container(r, name))
+    assert exporter["REDIS_USER"] == MONITOR_USER
+    assert exporter["REDIS_PASSWORD"] == node[MONITOR_PASSWORD_ENV]
+    assert exporter["REDIS_PASSWORD"] not in {node["REDIS_PASSWORD"], node["REDIS_APP_PASSWORD"]}
+
+    def scraped() -> bool:
+        return {s["metric"]["instance"] for s in platform.query("redis_up == 1")} == set(spec.redis.instance_names)
+
+    netns.wait_until(scraped, timeout=30, what="redis_up 1 for every Redis node", interval=0.5)
+    host = platform.net.hosts[name]
+
+    def admin(*args: str) -> list[str]:
+        """redis-cli as the administrator (the node's REDISCLI_AUTH)."""
+        return host.run(["redis-cli", "-p", str(spec.redis.port), *args], env=node, timeout=10).stdout.splitlines()
+
+    # ACL LOG, one field name and value a line (redis-cli without a terminal); an entry starts at `count`.
+    flat = [line for line in admin("acl", "log") if line]
+    entries: list[dict[str, str]] = []
+    for key, value in zip(flat[::2], flat[1::2], strict=True):
+        if key == "count":
+            entries.append({})
+        entries[-1][key] = value
+    assert {e["object"] for e in entries if e["username"] == MONITOR_USER} == {"slowlog|get"}, entries
+    for command in (["get", "k"], ["set", "k", "v"], ["scan", "0"], ["keys", "*"], ["select", "0"],
+                    ["config", "get", "requirepass"], ["slowlog", "get", "1"], ["client", "list"], ["monitor"],
+                    ["eval", "return 1", "0"], ["cluster", "nodes"]):
+        (answer,) = admin("acl", "dryrun", MONITOR_USER, *command)
+        assert "no permissions" in answer, (command, answer)
+    for command in (["info", "all"], ["client", "setname", "redis_exporter"], ["latency", "latest"],
+                    ["slowlog", "len"]):
+        assert admin("acl", "dryrun", MONITOR_USER, *command) == ["OK"], command
 
 
 def test_a_queue_with_150_messages_and_no_consumer_fires_the_queue_depth_alert(platform: Platform) -> None:

@@ -13,13 +13,19 @@ from components.monitoring import config as mc
 from components.monitoring import kubernetes as mon_k8s
 from components.monitoring.docker import CADVISOR_HOST_MOUNTS, nginx_metrics_labels
 from components.monitoring.images import CADVISOR, REDIS_EXPORTER
+from components.redis import docker as redis_docker
+from components.redis.config import CONF_PATH as REDIS_CONF
+from components.redis.config import START_PATH as REDIS_START
+from components.redis.config import render_start_script
+from infra.preflight import node_digests
 from model.errors import ConfigError
+from model.preflight import CONFIG_LABEL
 from model.preflight_kubernetes import MTAIL_CONTAINER, REDIS_EXPORTER_CONTAINER
 from testkit import RecordedResource, Rendering, render_stack
 from testkit.k8s_check import builtin_problems, crd_problems
 from testkit.pod_security import violations
 from testkit.schema_check import input_problems, load_schema
-from tests.helpers import shared_file, spec_for, uploads
+from tests.helpers import env_of, shared_file, spec_for, uploads
 from tests.stacks.test_kubernetes_stack import PROMETHEUS, connects, in_ns, pod_label_sets
 from tooling.plan import monitoring_lines
 
@@ -72,9 +78,24 @@ def test_enabled_on_docker_the_platform_containers_keep_their_inputs_and_nginx_g
     added = set(after) - set(before)
     assert added == {mc.PROMETHEUS_HOST, mc.ALERTMANAGER_HOST, mc.REDIS_EXPORTER_HOST, mc.NGINX_METRICS_HOST,
                      mc.CADVISOR_HOST, *map(mc.postgres_exporter_host, spec.postgres.instance_names)}
-    # Every data-tier and application container is the same resource with the same inputs: no replacement.
-    for host in set(before) - {"nginx"}:
+    # Every data-tier and application container is the same resource with the same inputs: no replacement; but the
+    # Redis nodes, whose start script also defines the exporter's ACL user from one more (secret) variable.
+    nodes = set(spec.redis.instance_names)
+    for host in set(before) - {"nginx", *nodes}:
         assert before[host].inputs == after[host].inputs, host
+    exporter = env_of(after[mc.REDIS_EXPORTER_HOST], secret=True)
+    digests = node_digests(spec)
+    for host in nodes:
+        old, new = before[host], after[host]
+        assert ({k: v for k, v in new.inputs.items() if k not in ("uploads", "labels", "envs")}
+                == {k: v for k, v in old.inputs.items() if k not in ("uploads", "labels", "envs")}), host
+        assert uploads(new)[REDIS_START] == (render_start_script(spec.redis, monitor=True), True)
+        assert uploads(new)[REDIS_CONF] == uploads(old)[REDIS_CONF]
+        env = env_of(new, secret=True)
+        assert env == {**env_of(old, secret=True), "REDIS_MONITOR_PASSWORD": exporter["REDIS_PASSWORD"]}
+        # The preview predicts the replacement (model/preflight.py: several nodes at once is a warning).
+        labels = {x["label"]: x["value"] for x in new.plain_inputs["labels"]}
+        assert labels[CONFIG_LABEL] == digests[host] == redis_docker.node_digest(spec.redis, host, monitor=True)
     # Nginx: one more access_log (to mtail, which it starts after), and mtail's config as a label (a new mtail
     # container has a new address, which Nginx only resolves at start).
     nginx = after["nginx"]
@@ -121,6 +142,12 @@ def test_exporters_log_in_with_the_stack_secrets_never_in_plain_text() -> None:
     assert "DATA_SOURCE_USER=banyan" in plain
     redis = containers(r)[mc.REDIS_EXPORTER_HOST]
     assert not [e for e in redis.inputs["envs"] if isinstance(e, str) and e.startswith("REDIS_PASSWORD=")]
+    # Its own ACL user (statistics only), never the administrator or the applications' user.
+    exporter, node = env_of(redis, secret=True), env_of(containers(r)["redis-node-1"], secret=True)
+    assert "REDIS_USER=banyan-monitor" in redis.inputs["envs"]
+    assert exporter["REDIS_PASSWORD"] == node["REDIS_MONITOR_PASSWORD"]
+    assert exporter["REDIS_PASSWORD"] not in {node["REDIS_PASSWORD"], node["REDIS_APP_PASSWORD"]}
+    assert len(exporter["REDIS_PASSWORD"]) > 20
 
 
 def test_every_monitoring_input_validates_against_the_docker_schema() -> None:
@@ -168,6 +195,7 @@ def test_docker_only_keys_are_warned_about_on_kubernetes_and_what_is_not_watched
     where = monitoring_lines(spec_for("prod", **ON))[0]
     assert "the Redis pods (redis-exporter) and the Nginx pods (mtail)" in where and "rolls them" in where
     assert "rolls" not in monitoring_lines(unset)[0]
+    assert "the Redis nodes define the exporter's ACL user" in monitoring_lines(unset)[0]
 
 
 def _monitoring_objects(r: Rendering) -> list[RecordedResource]:
@@ -271,20 +299,36 @@ def test_on_kubernetes_each_redis_pod_runs_the_exporter_against_its_own_node_wit
     assert exporter["image"] == REDIS_EXPORTER.ref
     # The Docker exporter's flags, and this pod's own node on loopback.
     assert exporter["args"] == [*mc.redis_exporter_args(), f"--redis.addr=redis://localhost:{spec.redis.port}"]
-    # The password from the Redis Secret (the one the node's own REDIS_PASSWORD reads), never a literal.
+    # Its own ACL user, its password from the Redis Secret (the key the node's REDIS_MONITOR_PASSWORD reads, with
+    # which the start script defines the user), never a literal and never the administrator's.
     node_env = {e["name"]: e for e in containers["redis"]["env"]}
-    (password,) = exporter["env"]
+    user, password = exporter["env"]
+    assert user == {"name": "REDIS_USER", "value": "banyan-monitor"}
     assert password["name"] == "REDIS_PASSWORD" and "value" not in password
-    assert password["valueFrom"] == node_env["REDIS_PASSWORD"]["valueFrom"]
+    assert password["valueFrom"] == {"secretKeyRef": {"name": f"{spec.redis.name}-auth", "key": "monitor-password"}}
+    assert password["valueFrom"] == node_env["REDIS_MONITOR_PASSWORD"]["valueFrom"]
+    assert password["valueFrom"] != node_env["REDIS_PASSWORD"]["valueFrom"]
+    secret = next(x for x in r.of_type("kubernetes:core/v1:Secret")
+                  if x.plain_inputs["metadata"]["name"] == f"{spec.redis.name}-auth")
+    assert set(secret.plain_inputs["stringData"]) == {"password", "app-password", "monitor-password"}
+    off_r = render_stack("prod")
+    off_secret = next(x for x in off_r.of_type("kubernetes:core/v1:Secret")
+                      if x.plain_inputs["metadata"]["name"] == f"{spec.redis.name}-auth")
+    assert set(off_secret.plain_inputs["stringData"]) == {"password", "app-password"}
     assert exporter["ports"] == [{"name": mon_k8s.METRICS_PORT_NAME, "containerPort": mc.REDIS_EXPORTER_PORT,
                                   "protocol": "TCP"}]
     assert exporter["readinessProbe"]["httpGet"] == {"path": "/health", "port": mon_k8s.METRICS_PORT_NAME}
     limits = exporter["resources"]["limits"]
     assert limits == {"cpu": "200m", "memory": "64Mi"}
     assert violations(pod) == []
-    # The Redis node's own container is what it was without monitoring; only the pod gained the sidecar.
-    off = _workload(render_stack("prod"), "StatefulSet", "redis-node")
-    assert _containers(off["spec"]["template"]["spec"])["redis"] == containers["redis"]
+    # The Redis node's own container is what it was without monitoring but for the exporter's user's password (its
+    # start script, in the ConfigMap, defines the user); the pod gained the sidecar.
+    off = _workload(off_r, "StatefulSet", "redis-node")
+    node = dict(containers["redis"])
+    node["env"] = [e for e in node["env"] if e["name"] != "REDIS_MONITOR_PASSWORD"]
+    assert _containers(off["spec"]["template"]["spec"])["redis"] == node
+    files = next(x.plain_inputs["data"] for x in r.of_type(CONFIG_MAP) if "start.sh" in x.plain_inputs["data"])
+    assert files["start.sh"] == render_start_script(spec.redis, monitor=True)
     # The monitor selects exactly the StatefulSet's pods, on the exporter's port.
     monitors = {x.plain_inputs["metadata"]["name"]: x.plain_inputs["spec"] for x in _monitoring_objects(r)}
     assert monitors[spec.redis.name]["selector"] == statefulset["spec"]["selector"]

@@ -190,7 +190,7 @@ def _stub(directory: Path, name: str, body: str) -> None:
 
 def run_start(tmp_path: Path, s: RedisSpec, password: str, nodes_conf: str | None = None,
               hosts: dict[str, str] | None = None, resolve_timeout_s: int = 30, app_password: str = "app-Pass_2",
-              ) -> tuple[subprocess.CompletedProcess[str], Path]:
+              monitor_password: str | None = None) -> tuple[subprocess.CompletedProcess[str], Path]:
     """start.sh with a redis-server that records its argv and stdin, and a getent that knows `hosts`."""
     bin_dir, data = tmp_path / "bin", tmp_path / "data"
     bin_dir.mkdir()
@@ -206,8 +206,10 @@ def run_start(tmp_path: Path, s: RedisSpec, password: str, nodes_conf: str | Non
         (data / "nodes.conf").write_text(nodes_conf)
     script = tmp_path / "start.sh"
     script.write_text(config.render_start_script(s, conf_path="/conf/redis.conf", data_dir=str(data),
-                                          resolve_timeout_s=resolve_timeout_s))
+                                          resolve_timeout_s=resolve_timeout_s, monitor=monitor_password is not None))
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": password, "REDIS_APP_PASSWORD": app_password}
+    if monitor_password:
+        env["REDIS_MONITOR_PASSWORD"] = monitor_password
     done = subprocess.run([str(SH), str(script)], capture_output=True, text=True, env=env, check=False,
                           timeout=60)
     return done, data
@@ -253,6 +255,43 @@ def test_start_refuses_a_missing_or_unsafe_app_password(tmp_path: Path, password
     assert done.returncode == 64
     assert "REDIS_APP_PASSWORD" in done.stderr
     assert not (tmp_path / "argv").exists(), "redis-server must not start"
+
+
+@needs_sh
+def test_with_monitoring_the_start_script_also_defines_the_exporters_user(tmp_path: Path) -> None:
+    assert config.MONITOR_USER not in config.render_start_script(spec()), "only where the monitoring part is on"
+    done, _ = run_start(tmp_path, spec(), "s3cret-Pass_1", monitor_password="mon-Pass_3")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "stdin").read_text().splitlines() == [
+        'requirepass "s3cret-Pass_1"',
+        f'user banyan-app reset on >"app-Pass_2" {config.APP_ACL}',
+        f'user banyan-monitor reset on >"mon-Pass_3" {config.monitor_acl(spec())}',
+        'masterauth "s3cret-Pass_1"',
+    ]
+
+
+@needs_sh
+@pytest.mark.parametrize("password", ["", 'quo"te', "sp ace"])
+def test_with_monitoring_start_refuses_a_missing_or_unsafe_exporter_password(tmp_path: Path, password: str) -> None:
+    # run_start leaves an empty password out of the environment: the unset case.
+    done, _ = run_start(tmp_path, standalone(), "admin-pw", monitor_password=password)
+    assert done.returncode == 64
+    assert ("REDIS_MONITOR_PASSWORD is empty" if not password else "REDIS_MONITOR_PASSWORD may only") in done.stderr
+    assert not (tmp_path / "argv").exists(), "redis-server must not start"
+
+
+@pytest.mark.parametrize("make", [spec, standalone, lambda: spec(version="6.2")])
+def test_the_exporters_user_runs_exactly_the_exporters_statistics_commands(make: Any) -> None:
+    """redis_exporter v1.45.0's commands for our flags (components/redis/config.py MONITOR_ACL): no key pattern, no
+    channel, no category; neither CONFIG GET (the administrator's password) nor SLOWLOG GET (keys and values)."""
+    s = make()
+    rules = config.monitor_acl(s).split()
+    assert rules[:2] == ["resetchannels", "-@all"], "nothing but what follows"
+    wanted = {"+client|setname", "+info", "+latency|latest", "+slowlog|len"}
+    assert set(rules[2:]) == (wanted | {"+cluster|info"} if s.mode == "cluster" else wanted)
+    assert not [r for r in rules if r[0] in "~%&" or r.startswith("+@") or r in {"allkeys", "allchannels"}]
+    assert config.monitor_user_directive(s) == (
+        f'user banyan-monitor reset on >"$REDIS_MONITOR_PASSWORD" {config.monitor_acl(s)}')
 
 
 def test_app_acl_allows_cluster_clients_by_name_where_categories_do_not_split_subcommands() -> None:

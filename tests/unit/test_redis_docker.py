@@ -21,6 +21,7 @@ from components.redis.config import (
     render_start_script,
 )
 from model.spec import PlatformSpec
+from model.thresholds import redis_monitor_user
 from testkit import BanyanMocks, RecordedResource, Rendering, mock_secret_value, walk_plain
 from testkit.component import Scaffold, render_component
 from testkit.schema_check import input_problems, load_schema
@@ -100,6 +101,26 @@ def test_password_travels_only_as_a_secret() -> None:
             assert "REDIS_APP_PASSWORD" not in env
         leaks = [path for path, value in walk_plain(c.inputs) if isinstance(value, str) and "mocksecret" in value]
         assert leaks == []
+
+
+def test_with_monitoring_the_nodes_define_the_exporters_user_from_its_own_secret() -> None:
+    """Only where the monitoring part is built (not on Swarm, where it is not yet): a stack without it renders the
+    nodes as before, and no such password is generated."""
+    assert not redis_monitor_user(spec_for()) and not redis_monitor_user(spec_for("prod"))
+    assert redis_monitor_user(spec_for("prod", monitoring__enabled=True))
+    assert not redis_monitor_user(spec_for("swarm", monitoring__enabled=True))
+    _, off, _ = rendered()
+    assert not [r for r in off.resources if "redis-monitor" in r.name]
+    assert all("REDIS_MONITOR_PASSWORD" not in env_of(c) for c in nodes(off))
+    on = spec_for(tier="large", monitoring__enabled=True)
+    assert redis_monitor_user(on)
+    rendering, _ = render(on)
+    for c in nodes(rendering):
+        env = env_of(c, secret=True)
+        assert env["REDIS_MONITOR_PASSWORD"] == mock_secret_value("secrets-redis-monitor")
+        assert env["REDIS_MONITOR_PASSWORD"] not in {env["REDIS_PASSWORD"], env["REDIS_APP_PASSWORD"]}
+        assert uploads(c)[START_PATH].content == render_start_script(on.redis, monitor=True)
+    assert "REDIS_MONITOR_PASSWORD" not in env_of(create_step(rendering)), "the creation step is the administrator's"
 
 
 def test_standalone_has_no_creation_step() -> None:
