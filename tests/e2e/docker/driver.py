@@ -55,6 +55,9 @@ POLL_S = 0.5
 # pulumi-docker's schema defaults.
 DEFAULT_WAIT_TIMEOUT_S = 60
 DEFAULT_ATTACH_TIMEOUT_S = 600
+# Resource operations in flight at once, as scripts/up runs `pulumi up` (PULUMI_PARALLEL=64; Pulumi's own default
+# is 4 per CPU, which queues containers behind others' health waits: benchmarks/README.md, "Deploy time").
+UP_PARALLEL = 64
 # Repository names of the official images, and the local part that stands in for each.
 OFFICIAL_TO_PART = {"postgres": "postgres", "rabbitmq": "rabbitmq", "redis": "redis", "nginx": "nginx",
                     "python": "python",
@@ -371,7 +374,7 @@ class StackDriver:
     """
 
     def __init__(self, rendering: Rendering, images: Mapping[str, str], *, engine: Engine | None = None,
-                 select: Callable[[RecordedResource], bool] | None = None, parallel: int = 8,
+                 select: Callable[[RecordedResource], bool] | None = None, parallel: int = UP_PARALLEL,
                  max_restarts: int = 2, remove_volumes_on_exit: bool = True,
                  log: Callable[[str], None] | None = None) -> None:
         self.rendering = rendering
@@ -469,6 +472,16 @@ class StackDriver:
         failure nothing new is started, what is in flight finishes, and the failure is raised."""
         self.up_seconds = self._schedule({urn: (step, self._create) for urn, step in self.steps.items()})
         self._log(f"up: {len(self.steps)} resources in {self.up_seconds:.1f}s")
+
+    def critical_path(self) -> tuple[float, list[str]]:
+        """The longest chain of the last `up`'s dependency graph, each step weighted by its measured time (the
+        least any schedule of these steps could take): its seconds and its steps' labels, first to last. Set
+        against `up_seconds`: near 1, the wall time is the graph's own waits; well above, the schedule added
+        some (too few workers, steps that waited for no dependency)."""
+        labels = {urn: step.label for urn, step in self.steps.items()}
+        seconds, chain = longest_chain({labels[u]: [labels[d] for d in s.deps if d in labels]
+                                        for u, s in self.steps.items()}, self.timings)
+        return seconds, chain
 
     def _schedule(self, work: Mapping[str, tuple[Step, Callable[[Step], None]]]) -> float:
         """Run each step's action once the steps it depends on that are also in `work` are done (the others
@@ -1101,6 +1114,20 @@ def image_mapping(rendering: Rendering, images: Mapping[str, LocalImage]) -> dic
     if missing:
         raise KeyError(f"no local image for {missing} (have {sorted(images)}); run ./scripts/build-images")
     return mapping
+
+
+def longest_chain(deps: Mapping[str, Sequence[str]], cost: Mapping[str, float]) -> tuple[float, list[str]]:
+    """The costliest path through a dependency graph (node -> the nodes it waits for; a node without a cost
+    costs 0): its total and its nodes, first to last."""
+    best: dict[str, tuple[float, list[str]]] = {}
+
+    def through(node: str) -> tuple[float, list[str]]:
+        if node not in best:
+            before = max((through(d) for d in deps.get(node, ())), key=lambda c: c[0], default=(0.0, []))
+            best[node] = (before[0] + cost.get(node, 0.0), [*before[1], node])
+        return best[node]
+
+    return max((through(n) for n in deps), key=lambda c: c[0], default=(0.0, []))
 
 
 def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str, poll_s: float = POLL_S) -> float:

@@ -49,6 +49,7 @@ from tests.e2e.docker.driver import (
     image_mapping,
     local_images,
     local_stack_sets,
+    longest_chain,
     nano_cpus,
     parts,
     upload_tar,
@@ -199,6 +200,14 @@ def test_an_input_the_driver_does_not_implement_stops_it_before_any_request() ->
         StackDriver(rendering, {}, engine=Engine("unix:///nonexistent.sock"))
 
 
+def test_the_critical_path_is_the_costliest_chain_of_waits() -> None:
+    # A diamond: d waits for b and c, both for a; c is the slow branch. e stands alone.
+    deps = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": []}
+    assert longest_chain(deps, {"a": 1, "b": 2, "c": 5, "d": 1, "e": 6}) == (7, ["a", "c", "d"])
+    assert longest_chain(deps, {"a": 1, "b": 2, "c": 5, "d": 1, "e": 8}) == (8, ["e"])
+    assert longest_chain({}, {}) == (0.0, [])
+
+
 def test_every_image_of_the_stack_needs_a_local_tag() -> None:
     rendering = render_stack("dev")
     with pytest.raises(KeyError, match="not mapped to a local tag"):
@@ -225,8 +234,13 @@ class TestTheWholeStack:
         with driven(rendered(tier, images, monitored=True), images, engine) as driver:
             assert driver.up_seconds is not None and driver.dropped == []
             slowest = max(driver.timings.items(), key=lambda kv: kv[1])
+            path_s, path = driver.critical_path()
+            assert 0 < path_s <= driver.up_seconds + 1, (path_s, driver.up_seconds)
             measured(f"{tier}: the whole stack, {len(driver.instances())} containers, up and healthy in "
-                     f"{driver.up_seconds:.1f}s; slowest {slowest[0]} {slowest[1]:.1f}s")
+                     f"{driver.up_seconds:.1f}s; slowest {slowest[0]} {slowest[1]:.1f}s; critical path "
+                     f"{path_s:.1f}s (up / critical path {driver.up_seconds / path_s:.2f}): "
+                     + " -> ".join(f"{label.split(' ', 1)[1]} {driver.timings[label]:.1f}s"
+                                   for label in path if driver.timings.get(label, 0) >= 0.5))
             yield driver
 
     def test_every_container_is_healthy_and_holds_the_rendered_inputs(self, stack: StackDriver) -> None:
