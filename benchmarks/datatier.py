@@ -16,12 +16,14 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from benchmarks.common import rotation
 from testkit import RecordedResource, Rendering, netns, render_stack, unwrap, version_sets
 
 TIER = "medium"
@@ -289,6 +291,45 @@ def scratch(prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class BootedSide(Protocol):
+    """A side's servers, in the network it boots them in (each part's own Side)."""
+
+    @property
+    def net(self) -> netns.Network: ...
+
+
+SideT = TypeVar("SideT", bound=BootedSide)
+RunT = TypeVar("RunT")
+
+
+@contextlib.contextmanager
+def booted(limits: Limits, boot: Callable[[str], SideT]) -> Iterator[dict[str, SideT]]:
+    """Every side booted (`boot(name)`, in SIDES order), by name; afterwards, whatever happened, every booted side's
+    network is taken down and the memory limits are removed. The dict stays readable after the block."""
+    sides: dict[str, SideT] = {}
+    try:
+        for name in SIDES:
+            sides[name] = boot(name)
+        yield sides
+    finally:
+        for side in sides.values():
+            side.net.__exit__()
+        limits.close()
+
+
+def alternate(part: str, rounds: int, measure: Callable[[str, int], RunT],
+              shown: Callable[[RunT], str] | None) -> list[RunT]:
+    """`rounds` rounds in which every side runs once (`measure(name, round)`), the side that goes first rotating;
+    `shown`: a run's progress line (stderr), or None for none."""
+    runs: list[RunT] = []
+    for round_ in range(rounds):
+        for name in rotation(SIDES, round_):
+            runs.append(measure(name, round_))
+            if shown is not None:
+                print(f"  {part} round {round_ + 1}/{rounds} {name:5s} {shown(runs[-1])}", file=sys.stderr, flush=True)
+    return runs
 
 
 def sweep_stale() -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import datatier
-from benchmarks.common import Row, Section, fmt_int, fmt_ratio, median, paired, percentile, rotation, spread
+from benchmarks.common import Row, Section, fmt_int, fmt_ratio, median, paired, percentile, spread
 from testkit import netns, unwrap
 
 PRIMARY = "postgres-primary"
@@ -236,33 +236,29 @@ def run(options: PostgresOptions, progress: bool = True) -> Section:
     v = datatier.versions()
     assert v.postgres_bin
     ours_conf = datatier.uploads(datatier.containers(PRIMARY)[0])[CONF_PATH][0]
-    limits = datatier.Limits(f"bnbench{os.getpid()}-pg")
-    sides: dict[str, Side] = {}
-    runs: list[Run] = []
+
+    def boot_side(name: str) -> Side:
+        if progress:
+            print(f"  postgres {name}: booting primary + {len(REPLICAS)} replicas, pgbench -i -s {options.scale}",
+                  file=sys.stderr, flush=True)
+        side = boot(name, workdir, limits, None if name == "ours" else stock)
+        init(side, options)
+        return side
+
+    def shown(r: Run) -> str:
+        return (f"rw {r.rw_tps:7,.0f} TPS p99 {r.rw_p99_ms:.1f} ms | ro {r.ro_tps:7,.0f} TPS p99 {r.ro_p99_ms:.2f} "
+                f"ms | lag {r.lag_ms:.1f} ms ({r.lag_kib:.0f} KiB)")
+
     with datatier.scratch("banyan-bench-pg-") as workdir:
-        try:
-            stock = stock_conf(v.postgres_bin, workdir)
-            for name in datatier.SIDES:
-                if progress:
-                    print(f"  postgres {name}: booting primary + {len(REPLICAS)} replicas, pgbench -i -s "
-                          f"{options.scale}", file=sys.stderr, flush=True)
-                sides[name] = boot(name, workdir, limits, None if name == "ours" else stock)
-                init(sides[name], options)
+        stock = stock_conf(v.postgres_bin, workdir)
+        limits = datatier.Limits(f"bnbench{os.getpid()}-pg")
+        with datatier.booted(limits, boot_side) as sides:
             logdir = workdir / "pgbench-logs"
             logdir.mkdir()
-            for round_ in range(options.rounds):
-                for name in rotation(datatier.SIDES, round_):
-                    runs.append(measure(sides[name], round_, options, logdir))
-                    r = runs[-1]
-                    if progress:
-                        print(f"  postgres round {round_ + 1}/{options.rounds} {name:5s} rw {r.rw_tps:7,.0f} TPS "
-                              f"p99 {r.rw_p99_ms:.1f} ms | ro {r.ro_tps:7,.0f} TPS p99 {r.ro_p99_ms:.2f} ms | lag "
-                              f"{r.lag_ms:.1f} ms ({r.lag_kib:.0f} KiB)", file=sys.stderr, flush=True)
+            runs = datatier.alternate("postgres", options.rounds,
+                                      lambda name, round_: measure(sides[name], round_, options, logdir),
+                                      shown if progress else None)
             peaks = {n: limits.peak_mib(s.primary.cgroup) for n, s in sides.items()}
-        finally:
-            for s in sides.values():
-                s.net.__exit__()
-            limits.close()
     primary = datatier.containers(PRIMARY)[0]
     section.notes.append(
         f"postgres {v.postgres}: medium tier, primary + {len(REPLICAS)} streaming replicas per side, our entrypoint "

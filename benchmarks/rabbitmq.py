@@ -32,7 +32,6 @@ from benchmarks.common import (
     median,
     paired,
     percentile,
-    rotation,
     spread,
 )
 from model.tiers import PREFETCH_RANGE
@@ -214,28 +213,22 @@ def run(options: RabbitOptions, progress: bool = True) -> Section:
     ours = datatier.uploads(first)[CONF_PATH][0]
     stock = stock_conf(ours)
     limits = datatier.Limits(f"bnbench{os.getpid()}-mq")
-    sides: dict[str, Side] = {}
-    runs: list[Run] = []
-    with datatier.scratch("banyan-bench-mq-") as workdir:
-        try:
-            for name in datatier.SIDES:
-                if progress:
-                    print(f"  rabbitmq {name}: booting 3 nodes", file=sys.stderr, flush=True)
-                sides[name] = boot(name, workdir, limits, None if name == "ours" else stock, scripts)
-            for round_ in range(options.rounds):
-                for name in rotation(datatier.SIDES, round_):
-                    runs.append(measure(sides[name], round_, options, workdir))
-                    r = runs[-1]
-                    if progress:
-                        print(f"  rabbitmq round {round_ + 1}/{options.rounds} {name:5s} published {r.published:7,.0f}"
-                              f" msg/s consumed {r.consumed:7,.0f} msg/s confirm p50 {r.confirm_p50_ms:.1f} ms p99 "
-                              f"{r.confirm_p99_ms:.1f} ms nacked {r.nacked} blocked {r.blocked}x {r.blocked_s:.1f} s",
-                              file=sys.stderr, flush=True)
-            peaks = {n: max(limits.peak_mib(x.cgroup) for x in s.nodes) for n, s in sides.items()}
-        finally:
-            for s in sides.values():
-                s.net.__exit__()
-            limits.close()
+
+    def boot_side(name: str) -> Side:
+        if progress:
+            print(f"  rabbitmq {name}: booting 3 nodes", file=sys.stderr, flush=True)
+        return boot(name, workdir, limits, None if name == "ours" else stock, scripts)
+
+    def shown(r: Run) -> str:
+        return (f"published {r.published:7,.0f} msg/s consumed {r.consumed:7,.0f} msg/s confirm p50 "
+                f"{r.confirm_p50_ms:.1f} ms p99 {r.confirm_p99_ms:.1f} ms nacked {r.nacked} blocked {r.blocked}x "
+                f"{r.blocked_s:.1f} s")
+
+    with datatier.scratch("banyan-bench-mq-") as workdir, datatier.booted(limits, boot_side) as sides:
+        runs = datatier.alternate("rabbitmq", options.rounds,
+                                  lambda name, round_: measure(sides[name], round_, options, workdir),
+                                  shown if progress else None)
+        peaks = {n: max(limits.peak_mib(x.cgroup) for x in s.nodes) for n, s in sides.items()}
     section.notes.append(
         f"rabbitmq {datatier.versions().rabbitmq}: medium tier, {len(sides['ours'].nodes)} nodes per side, our "
         f"entrypoint and enabled_plugins on both; {limits.describe({'each node': datatier.memory_mib(first)})}; CPU "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import datatier
-from benchmarks.common import Row, Section, fmt_int, fmt_ratio, median, paired, rotation, spread
+from benchmarks.common import Row, Section, fmt_int, fmt_ratio, median, paired, spread
 from testkit import netns
 
 CONF_PATH = "/usr/local/etc/redis/redis.conf"
@@ -165,33 +165,27 @@ def run(options: RedisOptions, progress: bool = True) -> Section:
     ours = datatier.uploads(first)[CONF_PATH][0]
     stock = stock_conf(ours)
     limits = datatier.Limits(f"bnbench{os.getpid()}-rd")
-    sides: dict[str, Side] = {}
-    runs: list[Run] = []
-    with datatier.scratch("banyan-bench-rd-") as workdir:
-        try:
-            for name in datatier.SIDES:
-                if progress:
-                    print(f"  redis {name}: booting 3 nodes, creating the cluster", file=sys.stderr, flush=True)
-                sides[name] = boot(name, workdir, limits, None if name == "ours" else stock)
-            # redis-benchmark counts requests, not seconds: a short calibration on our side sizes every run
-            # (the same count for both sides) to about --data-duration seconds per test.
-            calibrated = benchmark(sides["ours"], 20_000, options)
-            requests = {t: max(10_000, int(min(ops for ops, _ in calibrated.values()) * options.duration_s))
-                        for t in TESTS}
-            for round_ in range(options.rounds):
-                for name in rotation(datatier.SIDES, round_):
-                    runs.append(measure(sides[name], round_, requests, options))
-                    r = runs[-1]
-                    if progress:
-                        print(f"  redis round {round_ + 1}/{options.rounds} {name:5s} SET {r.set_ops:9,.0f} ops/s "
-                              f"p99 {r.set_p99_ms:.2f} ms | GET {r.get_ops:9,.0f} ops/s p99 {r.get_p99_ms:.2f} ms",
-                              file=sys.stderr, flush=True)
-            peaks = {n: max(limits.peak_mib(x.cgroup) for x in s.nodes) for n, s in sides.items()}
-            forks = {n: sum(_forks(x, s.port) for x in s.nodes) for n, s in sides.items()}
-        finally:
-            for s in sides.values():
-                s.net.__exit__()
-            limits.close()
+
+    def boot_side(name: str) -> Side:
+        if progress:
+            print(f"  redis {name}: booting 3 nodes, creating the cluster", file=sys.stderr, flush=True)
+        return boot(name, workdir, limits, None if name == "ours" else stock)
+
+    def shown(r: Run) -> str:
+        return (f"SET {r.set_ops:9,.0f} ops/s p99 {r.set_p99_ms:.2f} ms | GET {r.get_ops:9,.0f} ops/s p99 "
+                f"{r.get_p99_ms:.2f} ms")
+
+    with datatier.scratch("banyan-bench-rd-") as workdir, datatier.booted(limits, boot_side) as sides:
+        # redis-benchmark counts requests, not seconds: a short calibration on our side sizes every run
+        # (the same count for both sides) to about --data-duration seconds per test.
+        calibrated = benchmark(sides["ours"], 20_000, options)
+        requests = {t: max(10_000, int(min(ops for ops, _ in calibrated.values()) * options.duration_s))
+                    for t in TESTS}
+        runs = datatier.alternate("redis", options.rounds,
+                                  lambda name, round_: measure(sides[name], round_, requests, options),
+                                  shown if progress else None)
+        peaks = {n: max(limits.peak_mib(x.cgroup) for x in s.nodes) for n, s in sides.items()}
+        forks = {n: sum(_forks(x, s.port) for x in s.nodes) for n, s in sides.items()}
     section.notes.append(
         f"redis {datatier.versions().redis}: medium tier, a cluster of {len(sides['ours'].nodes)} masters per side, "
         f"our start.sh and create-cluster.sh on both; {limits.describe({'each node': datatier.memory_mib(first)})}; "
