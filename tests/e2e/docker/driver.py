@@ -406,18 +406,7 @@ class StackDriver:
             _check_keys(f"{r.type} {r.name}", r.inputs, _INPUTS[r.type])
 
         def docker_deps(r: RecordedResource) -> set[str]:
-            # A dependency on a component stands for the custom resources under it.
-            out: set[str] = set()
-            for urn in r.depends_on:
-                dep = by_urn.get(urn)
-                if dep is None:
-                    continue
-                if dep.custom:
-                    if urn in docker:
-                        out.add(urn)
-                else:
-                    out |= {d.urn for d in rendering.resources if d.urn in docker and _under(d, dep, by_urn)}
-            return out
+            return resource_deps(r, by_urn, docker)
 
         chosen = {urn for urn, r in docker.items() if r.type == CONTAINER and (select is None or select(r))}
         if select is None:
@@ -1035,6 +1024,24 @@ def _unknown_paths(value: Any, path: str = "") -> list[str]:
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in _unknown_paths(v, f"{path}[{i}]")]
     return []
+
+
+def resource_deps(r: RecordedResource, by_urn: Mapping[str, RecordedResource],
+                  among: Mapping[str, RecordedResource]) -> set[str]:
+    """The resources of `among` (by URN) that `r` waits for: its dependencies, where a dependency on a component
+    stands for the custom resources under it (what the Pulumi engine waits for). `by_urn`: every resource of the
+    rendering."""
+    out: set[str] = set()
+    for urn in r.depends_on:
+        dep = by_urn.get(urn)
+        if dep is None:
+            continue
+        if dep.custom:
+            if urn in among:
+                out.add(urn)
+        else:
+            out |= {u for u, d in by_urn.items() if u in among and _under(d, dep, by_urn)}
+    return out
 
 
 def _under(r: RecordedResource, ancestor: RecordedResource, by_urn: Mapping[str, RecordedResource]) -> bool:

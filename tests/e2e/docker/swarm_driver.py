@@ -39,9 +39,9 @@ from tests.e2e.docker.driver import (
     UnsupportedInputError,
     _check_keys,
     _stream_text,
-    _under,
     demux,
     duration_ns,
+    resource_deps,
 )
 
 NETWORK = "docker:index/network:Network"
@@ -143,20 +143,8 @@ class SwarmDriver:
                 if image not in self.images:
                     raise KeyError(f"service {r.name}: image {image!r} is not mapped to a local tag")
 
-        def deps(r: RecordedResource) -> set[str]:
-            out: set[str] = set()
-            for urn in r.depends_on:
-                dep = by_urn.get(urn)
-                if dep is None:
-                    continue
-                if dep.custom:
-                    if urn in ours:
-                        out.add(urn)
-                else:
-                    out |= {d.urn for d in rendering.resources if d.urn in ours and _under(d, dep, by_urn)}
-            return out
-
-        return {urn: SwarmStep(r, unwrap(r.inputs), tuple(sorted(deps(r)))) for urn, r in ours.items()}
+        return {urn: SwarmStep(r, unwrap(r.inputs), tuple(sorted(resource_deps(r, by_urn, ours))))
+                for urn, r in ours.items()}
 
     # -- request bodies, as the provider builds them
 
