@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from collections import Counter, deque
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from benchmarks import amqp_client
 from testkit import netns
 from tests.helpers import env_of
 from tests.servers.conftest import (
@@ -331,17 +331,6 @@ def test_quorum_queue_keeps_every_confirmed_message_when_its_leader_dies(cluster
 
 # ---- the AMQP clients, run inside a host's namespace: python -m tests.servers.test_rabbitmq_servers '<json>' ----
 
-def _probe(targets: list[str]) -> int:
-    for target in targets:
-        host, port = target.rsplit(":", 1)
-        try:
-            with socket.create_connection((host, int(port)), timeout=1):
-                pass
-        except OSError:
-            return 1
-    return 0
-
-
 def _logins(urls: list[str]) -> dict[str, Any]:
     import pika
     import pika.exceptions
@@ -481,7 +470,7 @@ def _consume(url: str, queue: str, total: int, prefetch: int, out: str) -> int:
 def _main(args: dict[str, Any]) -> int:
     mode = args.pop("mode")
     if mode == "probe":
-        return _probe(args["targets"])
+        return amqp_client.probe(args["targets"])
     if mode == "publish":
         return _publish(**args)
     if mode == "consume":
