@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -97,6 +98,20 @@ def container(r: Rendering, name: str) -> RecordedResource:
         if c.plain_inputs["hostname"] == name:
             return c
     raise KeyError(name)
+
+
+def clean_env(container_env: Mapping[str, str], argv: Sequence[str]) -> list[str]:
+    """Run with exactly the container's environment (nothing inherited from pytest), in /."""
+    return ["env", "-i", "-C", "/", *(f"{k}={v}" for k, v in sorted(container_env.items())), *argv]
+
+
+def make_dir(host: netns.Host, container_path: str, mode: int, owner: str | None) -> None:
+    """A directory of the image's own layer at `container_path` in `host`, with its mode and owner."""
+    target = host.path(container_path)
+    target.mkdir(parents=True, exist_ok=True)
+    if owner:
+        shutil.chown(target, owner, owner)
+    target.chmod(mode)
 
 
 def install_uploads(host: netns.Host, c: RecordedResource) -> None:

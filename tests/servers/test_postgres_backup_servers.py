@@ -12,7 +12,6 @@ serialise as on one machine), never looser.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +27,15 @@ from model.spec import PlatformSpec
 from testkit import RecordedResource, Rendering, render_stack, unwrap
 from testkit.netns import Host, Network, traversable, wait_until
 from tests.helpers import env_of, spec_for, uploads
-from tests.servers.conftest import container, report, require_binary, require_netns, server_versions
+from tests.servers.conftest import (
+    clean_env,
+    container,
+    make_dir,
+    report,
+    require_binary,
+    require_netns,
+    server_versions,
+)
 from tooling import drill
 
 pytestmark = pytest.mark.servers
@@ -60,18 +67,6 @@ def _spec() -> PlatformSpec:
                     postgres__version=versions.postgres, postgres__backup__enabled=True)
 
 
-def _clean_env(env: Mapping[str, str], argv: Sequence[str]) -> list[str]:
-    return ["env", "-i", "-C", "/", *(f"{k}={v}" for k, v in sorted(env.items())), *argv]
-
-
-def _mkdir(host: Host, path: str, mode: int, owner: str | None) -> None:
-    target = host.path(path)
-    target.mkdir(parents=True, exist_ok=True)
-    if owner:
-        shutil.chown(target, owner, owner)
-    target.chmod(mode)
-
-
 @dataclass
 class Box:
     """One container as a host: its files, env, volumes, command, health check."""
@@ -88,13 +83,13 @@ class Box:
         self.host.spawn(self.argv, binds=self.binds, log=self.log)
 
     def healthy(self) -> bool:
-        done = self.host.run(_clean_env(self.env, ["sh", "-c", self.health]), binds=self.binds, timeout=30,
+        done = self.host.run(clean_env(self.env, ["sh", "-c", self.health]), binds=self.binds, timeout=30,
                              check=False)
         return done.returncode == 0
 
     def run(self, argv: Sequence[str], timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         """As `docker exec` runs a command: as root, with the container's environment."""
-        return self.host.run(_clean_env(self.env, argv), binds=self.binds, timeout=timeout, check=check)
+        return self.host.run(clean_env(self.env, argv), binds=self.binds, timeout=timeout, check=check)
 
     def stdout(self, argv: Sequence[str]) -> str:
         return self.run(argv).stdout
@@ -113,8 +108,8 @@ def _box(host: Host, resource: RecordedResource, shared: Mapping[str, Host] = {}
     inputs: dict[str, Any] = unwrap(resource.inputs)
     for path, (content, executable) in uploads(resource).items():
         host.write(path, content, 0o744 if executable else 0o644)
-    _mkdir(host, "/var/lib/postgresql", 0o755, "postgres")
-    _mkdir(host, SOCKET_DIR, 0o755, "root")
+    make_dir(host, "/var/lib/postgresql", 0o755, "postgres")
+    make_dir(host, SOCKET_DIR, 0o755, "root")
     volumes = [v["containerPath"] for v in inputs.get("volumes") or []]
     if shared:
         own_path = host.path
@@ -133,14 +128,14 @@ def _box(host: Host, resource: RecordedResource, shared: Mapping[str, Host] = {}
             (host.root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
         else:
             # A new named volume takes the image directory's owner and mode.
-            _mkdir(host, path, 0o1777 if path.startswith("/var/lib/postgresql") else 0o755, "postgres")
+            make_dir(host, path, 0o1777 if path.startswith("/var/lib/postgresql") else 0o755, "postgres")
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
            "HOME": "/root", "HOSTNAME": host.name, **env_of(resource)}
     dirs = {str(Path(p).parent) for p in uploads(resource)}
     binds = sorted({*dirs, SOCKET_DIR, "/var/lib/postgresql", *volumes})
     test = list(inputs["healthcheck"]["tests"])
     assert test[0] == "CMD-SHELL", test
-    argv = _clean_env(env, [*inputs["entrypoints"], *(inputs.get("command") or [])])
+    argv = clean_env(env, [*inputs["entrypoints"], *(inputs.get("command") or [])])
     return Box(host=host, resource=resource, env=env, binds=binds, argv=argv, health=test[1],
                log=host.root / "container.log")
 

@@ -38,7 +38,9 @@ from testkit import RecordedResource, unwrap
 from testkit.netns import Host, Network, traversable, wait_until
 from tests.helpers import env_of, uploads
 from tests.servers.conftest import (
+    clean_env,
     container,
+    make_dir,
     rendered,
     report,
     require_binary,
@@ -76,7 +78,7 @@ class Instance:
 
     def healthy(self) -> bool:
         """The container's rendered health check (CMD-SHELL), run as Docker runs it: sh -c, as root."""
-        done = self.host.run(_clean_env(self.env, ["sh", "-c", self.health]), binds=self.binds, timeout=30,
+        done = self.host.run(clean_env(self.env, ["sh", "-c", self.health]), binds=self.binds, timeout=30,
                              check=False)
         return done.returncode == 0
 
@@ -84,7 +86,7 @@ class Instance:
         """A query as the superuser over the trusted socket (as `docker exec ... psql` would)."""
         argv = ["psql", "-X", "-w", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
                 "-p", self.env["PGPORT"], "-U", "postgres", "-d", "postgres", "-c", query]
-        return self.host.run(_clean_env(self.env, argv), binds=self.binds).stdout.strip()
+        return self.host.run(clean_env(self.env, argv), binds=self.binds).stdout.strip()
 
     def answers(self, query: str, expected: str) -> Callable[[], bool]:
         """A readiness check on this server's socket."""
@@ -128,31 +130,18 @@ class Cluster:
         return ["env", "-i", *(f"{k}={v}" for k, v in sorted({**base, **extra}.items())), *argv]
 
 
-def _clean_env(container_env: Mapping[str, str], argv: Sequence[str]) -> list[str]:
-    """Run with exactly the container's environment (nothing inherited from pytest), in /."""
-    return ["env", "-i", "-C", "/", *(f"{k}={v}" for k, v in sorted(container_env.items())), *argv]
-
-
-def _mkdir(host: Host, container_path: str, mode: int, owner: str | None) -> None:
-    target = host.path(container_path)
-    target.mkdir(parents=True, exist_ok=True)
-    if owner:
-        shutil.chown(target, owner, owner)
-    target.chmod(mode)
-
-
 def _instance(host: Host, resource: RecordedResource, pg_bin: str) -> Instance:
     inputs: dict[str, Any] = unwrap(resource.inputs)
     # Docker's upload: a root-owned file, 0744 when `executable`, else 0644 (pulumi-docker's tar header).
     for path, (content, executable) in uploads(resource).items():
         host.write(path, content, 0o744 if executable else 0o644)
     # The image's own layer: the postgres user's home (the socket directory the entrypoint makes itself).
-    _mkdir(host, "/var/lib/postgresql", 0o755, "postgres")
-    _mkdir(host, SOCKET_DIR, 0o755, "root")
+    make_dir(host, "/var/lib/postgresql", 0o755, "postgres")
+    make_dir(host, SOCKET_DIR, 0o755, "root")
     volumes = [v["containerPath"] for v in inputs.get("volumes") or []]
     assert len(volumes) == 1, f"{host.name}: expected one data volume, got {volumes}"
     # A new named volume takes the image directory's owner and mode (the image makes it postgres, 1777).
-    _mkdir(host, volumes[0], 0o1777, "postgres")
+    make_dir(host, volumes[0], 0o1777, "postgres")
     container_env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG": "C.UTF-8",
@@ -168,7 +157,7 @@ def _instance(host: Host, resource: RecordedResource, pg_bin: str) -> Instance:
     assert test[0] == "CMD-SHELL", test
     return Instance(name=host.name, host=host, resource=resource, env=container_env, binds=binds,
                     pgdata=container_env["PGDATA"], health=test[1],
-                    argv=_clean_env(container_env, [*entrypoint, *command]), log=host.root / "container.log")
+                    argv=clean_env(container_env, [*entrypoint, *command]), log=host.root / "container.log")
 
 
 def _wait_healthy(instances: Sequence[Instance], timeout: float) -> dict[str, float]:
